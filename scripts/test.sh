@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on Debian 12 (real QEMU and Chromium from apt, npm
+# dependencies) and runs the whole suite: type check, lint, unit, contract, integration, browser.
+# Run as root or with sudo available. This is the README's test command; .ci/run runs exactly it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qemu-system-x86 chromium fonts-dejavu-core python3 make g++)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+npm ci --no-audit --no-fund
+npm run typecheck
+npm run lint
+npm test

@@ -1,0 +1,82 @@
+/** Minting a console: resolve the instance, authorize a token, build the URL. */
+import type { ComputeDriver } from '../compute/driver.js';
+import { PortholeError } from '../errors.js';
+import type { ConsoleProtocol, ConsoleType, TokenStore } from '../tokens/store.js';
+
+export interface ConsoleRequest {
+  readonly instance: string;
+  readonly protocol: ConsoleProtocol;
+  readonly type: ConsoleType;
+}
+
+export interface MintedConsole {
+  readonly url: string;
+  readonly token: string;
+  readonly expires_at: string;
+  readonly instance: string;
+  readonly instance_uuid?: string | undefined;
+  readonly protocol: ConsoleProtocol;
+  readonly type: ConsoleType;
+}
+
+export interface ConsoleServiceOptions {
+  readonly driver: ComputeDriver;
+  readonly store: TokenStore;
+  readonly baseUrl: string;
+  readonly tokenTtlMs: number;
+}
+
+/** Supported protocol → console types (the ones this version can serve). */
+export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'] };
+
+/** `base?token=…`, keeping any query the operator put in the base URL. */
+export function consoleUrl(baseUrl: string, token: string): string {
+  const url = new URL(baseUrl);
+  url.searchParams.set('token', token);
+  return url.toString();
+}
+
+export class ConsoleService {
+  readonly #o: ConsoleServiceOptions;
+
+  constructor(options: ConsoleServiceOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * @throws PortholeError PH_ERR_CONSOLE_TYPE_UNSUPPORTED, PH_ERR_INSTANCE_NOT_FOUND,
+   *   PH_ERR_INSTANCE_NO_CONSOLE, PH_ERR_STORE_UNAVAILABLE
+   */
+  async mint(request: ConsoleRequest): Promise<MintedConsole> {
+    if (!(SUPPORTED_CONSOLES[request.protocol] ?? []).includes(request.type)) {
+      throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
+        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc)`);
+    }
+    const target = await this.#o.driver.resolve(request.instance, request.protocol);
+    if (!target) throw new PortholeError('PH_ERR_INSTANCE_NOT_FOUND', `no instance named ${JSON.stringify(request.instance)}`);
+    const issued = await this.#o.store.authorize({
+      instance: target.instance,
+      instanceUuid: target.instanceUuid,
+      protocol: target.protocol,
+      consoleType: request.type,
+      host: target.host,
+      port: target.port,
+      accessUrlBase: this.#o.baseUrl,
+    }, this.#o.tokenTtlMs);
+    return {
+      url: consoleUrl(this.#o.baseUrl, issued.token),
+      token: issued.token,
+      expires_at: new Date(issued.expiresAt).toISOString(),
+      instance: target.instance,
+      instance_uuid: target.instanceUuid,
+      protocol: target.protocol,
+      type: request.type,
+    };
+  }
+
+  /** Revoke every token of an instance (by name or UUID as the driver knows it). */
+  async revoke(instance: string): Promise<number> {
+    const target = await this.#o.driver.resolve(instance, 'vnc').catch(() => undefined);
+    return this.#o.store.revokeInstance(target?.instance ?? instance);
+  }
+}

@@ -1,0 +1,71 @@
+/** API keys: loaded from `[api] auth_keys_file`, or generated once into the state directory. */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PortholeError } from '../errors.js';
+
+export interface ApiKeySource {
+  readonly keys: readonly string[];
+  /** File the keys came from. */
+  readonly file: string;
+  /** True when this call generated the key file. */
+  readonly generated: boolean;
+}
+
+export function parseKeyFile(text: string): string[] {
+  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+export function generatedKeyPath(statePath: string): string {
+  return join(statePath, 'api-key');
+}
+
+/**
+ * Keys from `authKeysFile`, else from <statePath>/api-key, which is created (mode 0600) when
+ * `generate` is set and it does not exist yet.
+ * @throws PortholeError PH_ERR_CONFIG_INVALID when the file is unreadable or holds no key.
+ */
+export async function loadApiKeys(authKeysFile: string, statePath: string, generate: boolean): Promise<ApiKeySource> {
+  const file = authKeysFile !== '' ? authKeysFile : generatedKeyPath(statePath);
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || authKeysFile !== '' || !generate) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', `cannot read API keys from ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  }
+  if (text === undefined) {
+    const key = randomBytes(32).toString('base64url');
+    await mkdir(statePath, { recursive: true, mode: 0o700 });
+    await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(file, 0o600);
+    return { keys: [key], file, generated: true };
+  }
+  const keys = parseKeyFile(text);
+  if (keys.length === 0) throw new PortholeError('PH_ERR_CONFIG_INVALID', `API key file ${file} holds no key`);
+  return { keys, file, generated: false };
+}
+
+/** Digest once so each comparison is fixed-length and constant-time, whatever the presented length. */
+export function digestKey(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
+}
+
+export function keyMatches(presented: string, digests: readonly Buffer[]): boolean {
+  const d = digestKey(presented);
+  let ok = false;
+  for (const k of digests) ok = timingSafeEqual(d, k) || ok; // no early exit: same time for every position
+  return ok;
+}
+
+/** The presented key: `Authorization: Bearer KEY`, or Nova clients' `X-Auth-Token: KEY`. */
+export function presentedKey(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    return m?.[1];
+  }
+  const x = headers['x-auth-token'];
+  return typeof x === 'string' && x !== '' ? x : undefined;
+}

@@ -1,0 +1,162 @@
+/**
+ * `porthole` command line. The only module that prints to stdout/stderr for people or calls
+ * process.exit. Human lines go to stdout; JSON logs (pino) go to stderr.
+ */
+import { existsSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { loadApiKeys } from '../api/keys.js';
+import { formatProblem, loadConfig, type LoadedConfig } from '../config/load.js';
+import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../demo/qemu-demo.js';
+import { isPortholeError } from '../errors.js';
+import { Gateway, packageVersion } from '../gateway.js';
+import { createLogger } from '../log.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/porthole/porthole.conf';
+
+class CliExit extends Error {
+  constructor(readonly exitCode: number, message: string) {
+    super(message);
+  }
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function configOption(): Option {
+  return new Option('--config-file <path>', `config file (repeatable, later files win; default ${DEFAULT_CONFIG_FILE} if it exists)`)
+    .argParser(collect).default([]);
+}
+
+function readConfig(files: string[]): LoadedConfig {
+  const chosen = files.length > 0 ? files : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
+  const loaded = loadConfig(chosen);
+  for (const w of loaded.warnings) process.stderr.write(`porthole: ${formatProblem(w)}\n`);
+  return loaded;
+}
+
+/** The API as seen from this host: a wildcard bind is reached on loopback. */
+function apiBaseUrl(host: string, port: number): string {
+  const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
+async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<void> {
+  const { config, files } = readConfig(opts.configFile);
+  const logger = createLogger({ debug: config.DEFAULT.debug, destination: pino.destination({ dest: 2, sync: false }) });
+  let demo: DemoVm | undefined;
+  if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
+  let gateway: Gateway | undefined;
+  let addresses;
+  try {
+    gateway = await Gateway.create({ config, logger, generateApiKey: true, builtinInstances: demo ? [demo.entry] : [] });
+    addresses = await gateway.start();
+  } catch (err) {
+    await gateway?.close();
+    await demo?.stop();
+    throw err;
+  }
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(`Porthole ${packageVersion()} is running (config: ${files.length > 0 ? files.join(', ') : 'built-in defaults'})`);
+  out(`  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
+  out(`  console proxy: ${addresses.proxy}`);
+  out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
+  if (demo) {
+    const minted = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'vnc', type: 'novnc' });
+    out(`  demo VM:       ${demo.entry.host}:${demo.entry.port}, instance "${DEMO_INSTANCE}"`);
+    out(`Open this console URL in a browser (valid ${config.consoleauth.token_ttl} s; \`porthole console url ${DEMO_INSTANCE}\` mints another):`);
+    out(`  ${minted.url}`);
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stderr.write(`porthole: ${signal} again, exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal, graceSeconds: config.console.shutdown_grace_period }, 'shutting down');
+      (gateway as Gateway).close(config.console.shutdown_grace_period * 1000)
+        .then(() => demo?.stop())
+        .catch((err: unknown) => logger.error({ err }, 'error during shutdown'))
+        .finally(() => resolve());
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  logger.flush();
+}
+
+async function consoleUrl(instance: string, opts: { configFile: string[]; protocol: string; type: string; json?: boolean; api?: string }): Promise<void> {
+  const { config } = readConfig(opts.configFile);
+  const keys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, false);
+  const base = opts.api ?? apiBaseUrl(config.api.host, config.api.port);
+  let res: Response;
+  try {
+    res = await fetch(`${base}/v1/consoles`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${keys.keys[0]}` },
+      body: JSON.stringify({ instance, protocol: opts.protocol, type: opts.type }),
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (err) {
+    throw new CliExit(1, `cannot reach the Porthole API at ${base}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message} (is \`porthole serve\` running with the same config?)`);
+  }
+  const body = (await res.json().catch(() => ({}))) as { url?: string; code?: string; message?: string };
+  if (!res.ok || typeof body.url !== 'string') {
+    throw new CliExit(1, `${body.code ?? `HTTP ${res.status}`}: ${body.message ?? 'request failed'}`);
+  }
+  process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : `${body.url}\n`);
+}
+
+function configCheck(opts: { configFile: string[] }): void {
+  const { files } = readConfig(opts.configFile);
+  process.stdout.write(`configuration OK (${files.length > 0 ? files.join(', ') : 'built-in defaults'})\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('porthole')
+    .description('Console gateway for libvirt/KVM clouds')
+    .version(packageVersion())
+    .showHelpAfterError();
+  program.command('serve')
+    .description('run the API, the console proxy and the token store in one process')
+    .addOption(configOption())
+    .option('--demo', 'also start a throwaway QEMU VM (instance "demo") and print its console URL')
+    .action(serve);
+  const consoleCmd = program.command('console').description('console operations');
+  consoleCmd.command('url')
+    .description('print a fresh console URL for INSTANCE (like `nova get-vnc-console INSTANCE novnc`)')
+    .argument('<instance>', 'instance name or UUID')
+    .addOption(configOption())
+    .option('--protocol <protocol>', 'console protocol', 'vnc')
+    .option('--type <type>', 'console type', 'novnc')
+    .option('--api <url>', 'API base URL (default from [api] host/port)')
+    .option('--json', 'print the whole API answer as JSON')
+    .action(consoleUrl);
+  const configCmd = program.command('config').description('configuration tools');
+  configCmd.command('check')
+    .description('validate the configuration files and report every problem')
+    .addOption(configOption())
+    .action(configCheck);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CliExit) {
+      process.stderr.write(`porthole: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
+    if (isPortholeError(err)) {
+      process.stderr.write(`porthole: ${err.code}: ${err.message}\n`);
+      process.exit(err.code.startsWith('PH_ERR_CONFIG') ? 2 : 1);
+    }
+    process.stderr.write(`porthole: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(70);
+  }
+}

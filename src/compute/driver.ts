@@ -1,0 +1,37 @@
+/** How Porthole finds an instance's console endpoint. */
+import type { ConsoleProtocol } from '../tokens/store.js';
+
+/** Where the proxy must connect for one console. The host is the hypervisor's management address. */
+export interface ConsoleTarget {
+  readonly instance: string;
+  readonly instanceUuid?: string | undefined;
+  readonly protocol: ConsoleProtocol;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface InstanceSummary {
+  readonly name: string;
+  readonly uuid?: string | undefined;
+  readonly state: string;
+  readonly protocols: readonly ConsoleProtocol[];
+}
+
+export interface DriverHealth {
+  readonly driver: string;
+  readonly ok: boolean;
+  readonly detail?: string;
+}
+
+export interface ComputeDriver {
+  readonly name: string;
+  /**
+   * Find the console of `instance` (name or UUID).
+   * @returns undefined when no such instance exists.
+   * @throws PortholeError PH_ERR_INSTANCE_NO_CONSOLE when it exists without that console.
+   */
+  resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined>;
+  list(): Promise<InstanceSummary[]>;
+  health(): Promise<DriverHealth>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,79 @@
+/** Static inventory file: one INI section per instance. Pure parsing. */
+import { parseIni } from '../config/ini.js';
+import { parseHost, parsePort } from '../config/schema.js';
+import { suggest } from '../config/suggest.js';
+import type { ConsoleProtocol } from '../tokens/store.js';
+
+export interface InventoryEntry {
+  readonly name: string;
+  readonly uuid?: string | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly protocol: ConsoleProtocol;
+}
+
+const KEYS = ['host', 'port', 'uuid', 'protocol'] as const;
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+/**
+ * Parse inventory text; returns entries and `file:line: message` problems (all of them).
+ * @example parseInventory('[demo-vm]\nhost = 127.0.0.1\nport = 5907\n', 'inv.ini').entries[0].port // 5907
+ */
+export function parseInventory(text: string, file: string): { entries: InventoryEntry[]; problems: string[] } {
+  const doc = parseIni(text, file);
+  const problems = doc.problems.map((p) => `${p.file}:${p.line}: ${p.message}`);
+  const fields = new Map<string, Map<string, { value: string; line: number }>>();
+  const sectionLine = new Map<string, number>();
+  for (const s of doc.sections) {
+    if (sectionLine.has(s.name)) problems.push(`${file}:${s.line}: [${s.name}]: instance defined twice`);
+    sectionLine.set(s.name, s.line);
+    fields.set(s.name, new Map());
+  }
+  for (const e of doc.entries) {
+    if (!(KEYS as readonly string[]).includes(e.key)) {
+      const near = suggest(e.key, KEYS);
+      problems.push(`${file}:${e.line}: [${e.group}] ${e.key}: unknown key${near ? `, did you mean ${near}?` : ` (known: ${KEYS.join(', ')})`}`);
+      continue;
+    }
+    fields.get(e.group)?.set(e.key, { value: e.value, line: e.line });
+  }
+  const entries: InventoryEntry[] = [];
+  const seenUuids = new Set<string>();
+  for (const [name, f] of fields) {
+    const at = (key: string) => `${file}:${f.get(key)?.line ?? sectionLine.get(name)}: [${name}] ${key}`;
+    const host = f.get('host');
+    const port = f.get('port');
+    if (!host) { problems.push(`${at('host')}: missing (the address the proxy connects to)`); continue; }
+    if (!port) { problems.push(`${at('port')}: missing (the VNC server's TCP port, e.g. 5900)`); continue; }
+    try {
+      const uuid = f.get('uuid')?.value;
+      if (uuid !== undefined && !UUID_RE.test(uuid)) throw new Error(`uuid: expected a UUID, got ${JSON.stringify(uuid)}`);
+      if (uuid !== undefined) {
+        if (seenUuids.has(uuid.toLowerCase())) throw new Error(`uuid: ${uuid} is used by another instance`);
+        seenUuids.add(uuid.toLowerCase());
+      }
+      const protocol = f.get('protocol')?.value ?? 'vnc';
+      if (protocol !== 'vnc' && protocol !== 'serial') throw new Error(`protocol: expected vnc or serial, got ${JSON.stringify(protocol)}`);
+      entries.push({
+        name,
+        uuid: uuid?.toLowerCase(),
+        host: wrap('host', parseHost)(host.value),
+        port: wrap('port', parsePort)(port.value),
+        protocol,
+      });
+    } catch (err) {
+      problems.push(`${file}:${sectionLine.get(name)}: [${name}] ${(err as Error).message}`);
+    }
+  }
+  return { entries, problems };
+}
+
+function wrap<T>(key: string, parse: (raw: string) => T): (raw: string) => T {
+  return (raw) => {
+    try {
+      return parse(raw);
+    } catch (err) {
+      throw new Error(`${key}: ${(err as Error).message}`);
+    }
+  };
+}

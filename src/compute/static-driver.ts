@@ -1,0 +1,92 @@
+/**
+ * Static inventory driver: instances listed in an INI file. The file is re-read when it changes
+ * (checked with one stat per lookup: lookups happen per mint, never per relayed byte). A broken
+ * edit keeps the last good inventory and is reported in health() and the log.
+ */
+import { stat, readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { PortholeError } from '../errors.js';
+import type { ConsoleProtocol } from '../tokens/store.js';
+import type { ComputeDriver, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
+import { parseInventory, type InventoryEntry } from './inventory.js';
+
+export interface StaticDriverOptions {
+  /** Inventory file; '' for none (only `builtin` entries). */
+  inventoryFile: string;
+  /** Entries that exist regardless of the file (the `--demo` VM). */
+  builtin?: readonly InventoryEntry[];
+  logger: Logger;
+}
+
+export class StaticDriver implements ComputeDriver {
+  readonly name = 'static';
+  readonly #file: string;
+  readonly #builtin: readonly InventoryEntry[];
+  readonly #logger: Logger;
+  #entries: readonly InventoryEntry[] = [];
+  #signature = '';
+  #lastProblem: string | undefined;
+
+  private constructor(options: StaticDriverOptions) {
+    this.#file = options.inventoryFile;
+    this.#builtin = options.builtin ?? [];
+    this.#logger = options.logger;
+  }
+
+  /** @throws PortholeError PH_ERR_INVENTORY_INVALID when the file is unreadable or invalid at start. */
+  static async open(options: StaticDriverOptions): Promise<StaticDriver> {
+    const driver = new StaticDriver(options);
+    await driver.#reload(true);
+    return driver;
+  }
+
+  async #reload(strict: boolean): Promise<void> {
+    if (this.#file === '') return;
+    let signature: string;
+    try {
+      const s = await stat(this.#file);
+      signature = `${s.ino}:${s.size}:${s.mtimeMs}`;
+      if (signature === this.#signature) return;
+      const { entries, problems } = parseInventory(await readFile(this.#file, 'utf8'), this.#file);
+      if (problems.length > 0) throw new Error(problems.join('\n'));
+      this.#entries = entries;
+      this.#signature = signature;
+      this.#lastProblem = undefined;
+      this.#logger.info({ file: this.#file, instances: entries.length }, 'static inventory loaded');
+    } catch (err) {
+      const message = (err as NodeJS.ErrnoException).code ? `cannot read ${this.#file}: ${(err as Error).message}` : (err as Error).message;
+      if (strict) throw new PortholeError('PH_ERR_INVENTORY_INVALID', `static inventory: ${message}`, { cause: err });
+      if (this.#lastProblem !== message) this.#logger.error({ file: this.#file }, `static inventory not reloaded, keeping the last good one: ${message}`);
+      this.#lastProblem = message;
+    }
+  }
+
+  #all(): readonly InventoryEntry[] {
+    return this.#builtin.length === 0 ? this.#entries : [...this.#builtin, ...this.#entries];
+  }
+
+  async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
+    await this.#reload(false);
+    const key = instance.toLowerCase();
+    const entry = this.#all().find((e) => e.name === instance || (e.uuid !== undefined && e.uuid === key));
+    if (!entry) return undefined;
+    if (entry.protocol !== protocol) {
+      throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${entry.protocol} console, not ${protocol}`);
+    }
+    return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.port };
+  }
+
+  async list(): Promise<InstanceSummary[]> {
+    await this.#reload(false);
+    return this.#all().map((e) => ({ name: e.name, uuid: e.uuid, state: 'unknown', protocols: [e.protocol] }));
+  }
+
+  async health(): Promise<DriverHealth> {
+    await this.#reload(false);
+    return this.#lastProblem === undefined
+      ? { driver: this.name, ok: true, detail: `${this.#all().length} instances` }
+      : { driver: this.name, ok: false, detail: this.#lastProblem };
+  }
+
+  async close(): Promise<void> {}
+}

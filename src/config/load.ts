@@ -1,0 +1,173 @@
+/**
+ * Config files → one validated, deep-frozen Config. Every problem in every file is collected and
+ * reported at once (file, line, did-you-mean), so an operator fixes a config in one pass; a typo such
+ * as `memcached_servers` for `memcache_servers` is a startup error, never a silently ignored key.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { PortholeError } from '../errors.js';
+import { parseIni, type IniEntry } from './ini.js';
+import { DEPRECATED_NAMES, SCHEMA, type Config, type GroupName, type OptionSpec } from './schema.js';
+import { suggest } from './suggest.js';
+
+export interface ConfigProblem {
+  readonly severity: 'error' | 'warning';
+  readonly file?: string;
+  readonly line?: number;
+  readonly message: string;
+}
+
+export interface LoadedConfig {
+  readonly config: Config;
+  readonly warnings: readonly ConfigProblem[];
+  readonly files: readonly string[];
+}
+
+export interface ConfigSource {
+  readonly file: string;
+  readonly text: string;
+}
+
+export interface ResolveEnvironment {
+  /** Effective uid; root gets /var/lib/porthole as state_path. */
+  readonly uid: number;
+  readonly home: string;
+}
+
+/** `file:line: message`, the form compilers use, so editors can jump to it. */
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.file === undefined ? '' : p.line === undefined ? `${p.file}: ` : `${p.file}:${p.line}: `;
+  return `${where}${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+}
+
+function groupSpec(group: string): Record<string, OptionSpec<unknown>> | undefined {
+  return Object.hasOwn(SCHEMA, group) ? (SCHEMA[group as GroupName] as Record<string, OptionSpec<unknown>>) : undefined;
+}
+
+function unknownOptionMessage(entry: IniEntry, spec: Record<string, OptionSpec<unknown>>): string {
+  const head = `[${entry.group}] ${entry.key}: unknown option`;
+  const aliasesHere = DEPRECATED_NAMES.filter((d) => d.group === entry.group).map((d) => d.name);
+  const near = suggest(entry.key, [...Object.keys(spec), ...aliasesHere]);
+  if (near !== undefined) return `${head}, did you mean ${near}?`;
+  for (const other of Object.keys(SCHEMA)) {
+    if (other !== entry.group && Object.hasOwn(SCHEMA[other as GroupName], entry.key)) {
+      return `${head}; it belongs in [${other}]`;
+    }
+  }
+  return `${head} (known: ${Object.keys(spec).join(', ')})`;
+}
+
+/**
+ * Validate INI sources (later sources win). Pure: no I/O, never throws.
+ * Returns the raw typed values that were set, plus problems.
+ */
+export function validateSources(sources: readonly ConfigSource[]): {
+  values: Map<string, unknown>;
+  problems: ConfigProblem[];
+} {
+  const values = new Map<string, unknown>();
+  const problems: ConfigProblem[] = [];
+  for (const source of sources) {
+    const doc = parseIni(source.text, source.file);
+    for (const p of doc.problems) problems.push({ severity: 'error', file: p.file, line: p.line, message: p.message });
+    for (const section of doc.sections) {
+      if (groupSpec(section.name) === undefined && section.name !== '') {
+        const near = suggest(section.name, Object.keys(SCHEMA));
+        problems.push({
+          severity: 'error', file: section.file, line: section.line,
+          message: `[${section.name}]: unknown group${near === undefined ? ` (known: ${Object.keys(SCHEMA).join(', ')})` : `, did you mean [${near}]?`}`,
+        });
+      }
+    }
+    for (const entry of doc.entries) {
+      const spec = groupSpec(entry.group);
+      if (spec === undefined) continue; // reported once per section above
+      let group = entry.group;
+      let name = entry.key;
+      const deprecated = DEPRECATED_NAMES.find((d) => d.group === entry.group && d.name === entry.key);
+      if (deprecated) {
+        group = deprecated.to.group;
+        name = deprecated.to.name;
+        problems.push({
+          severity: 'warning', file: entry.file, line: entry.line,
+          message: `[${entry.group}] ${entry.key} is deprecated; use [${group}] ${name}`,
+        });
+      }
+      const target = groupSpec(group);
+      const opt = target !== undefined && Object.hasOwn(target, name) ? target[name] : undefined;
+      if (opt === undefined) {
+        problems.push({ severity: 'error', file: entry.file, line: entry.line, message: unknownOptionMessage(entry, spec) });
+        continue;
+      }
+      try {
+        values.set(`${group}.${name}`, opt.parse(entry.value));
+      } catch (err) {
+        problems.push({
+          severity: 'error', file: entry.file, line: entry.line,
+          message: `[${group}] ${name}: ${(err as Error).message}`,
+        });
+      }
+    }
+  }
+  return { values, problems };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Defaults + set values, with computed defaults (state_path, sqlite_path) resolved. Pure. */
+export function buildConfig(values: ReadonlyMap<string, unknown>, env: ResolveEnvironment): Config {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [group, options] of Object.entries(SCHEMA)) {
+    const g: Record<string, unknown> = {};
+    for (const [name, spec] of Object.entries(options as Record<string, OptionSpec<unknown>>)) {
+      const key = `${group}.${name}`;
+      g[name] = values.has(key) ? values.get(key) : spec.default;
+    }
+    out[group] = g;
+  }
+  const defaults = out.DEFAULT as Record<string, unknown>;
+  if (defaults.state_path === '') {
+    defaults.state_path = env.uid === 0 ? '/var/lib/porthole' : join(env.home, '.local', 'state', 'porthole');
+  }
+  const cache = out.cache as Record<string, unknown>;
+  if (cache.sqlite_path === '') cache.sqlite_path = join(defaults.state_path as string, 'tokens.sqlite');
+  return deepFreeze(out as unknown as Config);
+}
+
+/**
+ * Read, validate and freeze the config.
+ * @throws PortholeError PH_ERR_CONFIG_INVALID listing every problem (details.problems), or
+ *   PH_ERR_CONFIG_FILE_UNREADABLE when a named file cannot be read.
+ */
+export function loadConfig(files: readonly string[], env?: Partial<ResolveEnvironment>): LoadedConfig {
+  const sources: ConfigSource[] = [];
+  const unreadable: ConfigProblem[] = [];
+  for (const file of files) {
+    try {
+      sources.push({ file, text: readFileSync(file, 'utf8') });
+    } catch (err) {
+      unreadable.push({ severity: 'error', file, message: `cannot read config file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+    }
+  }
+  const { values, problems } = validateSources(sources);
+  const errors = [...unreadable, ...problems.filter((p) => p.severity === 'error')];
+  if (errors.length > 0) {
+    const code = unreadable.length > 0 && errors.length === unreadable.length ? 'PH_ERR_CONFIG_FILE_UNREADABLE' : 'PH_ERR_CONFIG_INVALID';
+    throw new PortholeError(code,
+      `invalid configuration (${errors.length} problem${errors.length === 1 ? '' : 's'}):\n` +
+        errors.map((p) => `  ${formatProblem(p)}`).join('\n'),
+      { details: { problems: errors } });
+  }
+  const config = buildConfig(values, {
+    uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
+    home: env?.home ?? homedir(),
+  });
+  return { config, warnings: problems.filter((p) => p.severity === 'warning'), files: [...files] };
+}

@@ -1,0 +1,154 @@
+/**
+ * Every option Porthole reads, with its type, default and help. The only place a default lives.
+ * Names follow nova.conf so operators can carry their knowledge (and most of their values) over.
+ */
+import { isIP } from 'node:net';
+
+export interface OptionSpec<T> {
+  /** Turns the raw INI string into a typed value; throws an Error whose message says what was expected. */
+  readonly parse: (raw: string) => T;
+  readonly default: T;
+  readonly help: string;
+  /** Shown in docs and `porthole config` output for defaults computed at load time. */
+  readonly defaultText?: string;
+}
+
+function option<T>(parse: (raw: string) => T, def: T, help: string, defaultText?: string): OptionSpec<T> {
+  return defaultText === undefined ? { parse, default: def, help } : { parse, default: def, help, defaultText };
+}
+
+export function parseBool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(v)) return true;
+  if (['false', 'no', 'off', '0'].includes(v)) return false;
+  throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+export function intIn(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const v = raw.trim();
+    if (!/^-?\d+$/.test(v)) throw new Error(`expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    const n = Number(v);
+    if (n < min || n > max) throw new Error(`must be from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+}
+
+export const parsePort = intIn(1, 65535);
+/** A port to listen on; 0 lets the OS pick one (tests). */
+export const parseListenPort = intIn(0, 65535);
+
+/** A host name or IP literal (IPv6 with or without brackets). */
+export function parseHost(raw: string): string {
+  const v = raw.trim().replace(/^\[(.*)\]$/, '$1');
+  if (v === '') throw new Error('expected a host name or IP address, got an empty value');
+  if (isIP(v) !== 0) return v;
+  if (!/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(v)) {
+    throw new Error(`expected a host name or IP address, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+export function parseHttpUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new Error(`expected an absolute http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`expected an http:// or https:// URL, got scheme ${JSON.stringify(url.protocol)}`);
+  }
+  return url.toString();
+}
+
+/** Comma-separated list (oslo ListOpt); blanks dropped. */
+export function parseList(raw: string): readonly string[] {
+  return raw.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+export function parseString(raw: string): string {
+  return raw.trim();
+}
+
+export function oneOf<const V extends string>(values: readonly V[]): (raw: string) => V {
+  return (raw) => {
+    const v = raw.trim();
+    if ((values as readonly string[]).includes(v)) return v as V;
+    throw new Error(`expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+  };
+}
+
+export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory'] as const;
+export const COMPUTE_DRIVERS = ['static'] as const;
+
+export const SCHEMA = {
+  DEFAULT: {
+    debug: option(parseBool, false, 'Log at debug level (tokens are still never logged).'),
+    state_path: option(parseString, '', 'Directory for persistent state (SQLite token store, generated API key).',
+      '/var/lib/porthole as root, else ~/.local/state/porthole'),
+  },
+  vnc: {
+    enabled: option(parseBool, true, 'Serve VNC consoles.'),
+    novncproxy_host: option(parseHost, '0.0.0.0', 'Address the console proxy (noVNC pages + WebSocket) listens on.'),
+    novncproxy_port: option(parseListenPort, 6080, 'Port the console proxy listens on.'),
+    novncproxy_base_url: option(parseHttpUrl, 'http://127.0.0.1:6080/vnc_lite.html',
+      'Public URL of the console page; the API appends ?token=… to it. Its scheme and host decide which Origin is accepted.'),
+    server_listen: option(parseHost, '127.0.0.1', 'Address VNC servers on this hypervisor should listen on (used by audit).'),
+    server_proxyclient_address: option(parseHost, '127.0.0.1',
+      "The hypervisor's management address the proxy uses to reach its VNC servers."),
+  },
+  consoleauth: {
+    token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),
+  },
+  console: {
+    allowed_origins: option(parseList, [] as readonly string[],
+      'Extra host names allowed in the Origin header of WebSocket upgrades, besides the Host the browser used.'),
+    connect_timeout: option(intIn(1, 300), 5, 'Seconds to wait for a VNC server to accept the TCP connection.'),
+    ping_interval: option(intIn(1, 3600), 20,
+      'Seconds between WebSocket pings; keeps reverse proxies from cutting idle consoles and finds dead browsers.'),
+    shutdown_grace_period: option(intIn(0, 86400), 10,
+      'On SIGTERM, seconds open consoles may keep running before they are closed with 1001.'),
+  },
+  cache: {
+    backend: option(oneOf(TOKEN_STORE_BACKENDS), 'sqlite', 'Token store: sqlite (persistent, one node) or memory.'),
+    sqlite_path: option(parseString, '', 'SQLite token database file.', '<state_path>/tokens.sqlite'),
+  },
+  api: {
+    host: option(parseHost, '127.0.0.1', 'Address the REST API listens on; keep it on loopback or a management network.'),
+    port: option(parseListenPort, 6070, 'Port of the REST API.'),
+    auth_keys_file: option(parseString, '',
+      'File with one API key per line. Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
+  },
+  compute: {
+    driver: option(oneOf(COMPUTE_DRIVERS), 'static', 'How instances are found: static (an inventory file).'),
+  },
+  static: {
+    inventory_file: option(parseString, '', 'INI file of instances: one [name] section with host, port, optional uuid and protocol.'),
+  },
+} as const;
+
+export type Schema = typeof SCHEMA;
+export type GroupName = keyof Schema;
+export type Config = {
+  readonly [G in GroupName]: { readonly [O in keyof Schema[G]]: Schema[G][O] extends OptionSpec<infer T> ? T : never };
+};
+
+/** Old names still accepted, with a warning naming the new option. */
+export interface DeprecatedName {
+  readonly group: string;
+  readonly name: string;
+  readonly to: { readonly group: GroupName; readonly name: string };
+}
+
+export const DEPRECATED_NAMES: readonly DeprecatedName[] = [
+  { group: 'DEFAULT', name: 'vnc_enabled', to: { group: 'vnc', name: 'enabled' } },
+  { group: 'DEFAULT', name: 'vncserver_listen', to: { group: 'vnc', name: 'server_listen' } },
+  { group: 'DEFAULT', name: 'vncserver_proxyclient_address', to: { group: 'vnc', name: 'server_proxyclient_address' } },
+  { group: 'DEFAULT', name: 'novncproxy_base_url', to: { group: 'vnc', name: 'novncproxy_base_url' } },
+  { group: 'DEFAULT', name: 'novncproxy_host', to: { group: 'vnc', name: 'novncproxy_host' } },
+  { group: 'DEFAULT', name: 'novncproxy_port', to: { group: 'vnc', name: 'novncproxy_port' } },
+  { group: 'vnc', name: 'vnc_enabled', to: { group: 'vnc', name: 'enabled' } },
+  { group: 'vnc', name: 'vncserver_listen', to: { group: 'vnc', name: 'server_listen' } },
+  { group: 'vnc', name: 'vncserver_proxyclient_address', to: { group: 'vnc', name: 'server_proxyclient_address' } },
+];

@@ -1,0 +1,82 @@
+/**
+ * The one catalogue of Porthole errors. Every failure a user or operator can see has a stable
+ * `PH_ERR_*` code, an HTTP status (API and pre-upgrade proxy answers) and a WebSocket close code
+ * (after the upgrade). docs/errors.md lists the same codes; a unit test keeps the two in step.
+ *
+ * WebSocket close codes 4000-4999 are reserved for applications (RFC 6455 §7.4.2); the console
+ * page maps them to a sentence for the person in front of the browser.
+ */
+
+export interface ErrorSpec {
+  readonly httpStatus: number;
+  readonly wsCloseCode: number;
+  /** Short, token-free text; also used as the WebSocket close reason (≤ 123 bytes). */
+  readonly summary: string;
+}
+
+export const ERROR_CATALOGUE = {
+  PH_ERR_CONFIG_INVALID: { httpStatus: 500, wsCloseCode: 1011, summary: 'configuration is invalid' },
+  PH_ERR_CONFIG_FILE_UNREADABLE: { httpStatus: 500, wsCloseCode: 1011, summary: 'configuration file cannot be read' },
+  PH_ERR_INVENTORY_INVALID: { httpStatus: 500, wsCloseCode: 1011, summary: 'static inventory file is invalid' },
+  PH_ERR_API_UNAUTHORIZED: { httpStatus: 401, wsCloseCode: 4401, summary: 'missing or wrong API key' },
+  PH_ERR_API_BAD_REQUEST: { httpStatus: 400, wsCloseCode: 4400, summary: 'malformed request' },
+  PH_ERR_API_NOT_FOUND: { httpStatus: 404, wsCloseCode: 4404, summary: 'no such route' },
+  PH_ERR_INSTANCE_NOT_FOUND: { httpStatus: 404, wsCloseCode: 4404, summary: 'no such instance' },
+  PH_ERR_INSTANCE_NO_CONSOLE: { httpStatus: 409, wsCloseCode: 4409, summary: 'instance has no console of that protocol' },
+  PH_ERR_CONSOLE_TYPE_UNSUPPORTED: { httpStatus: 400, wsCloseCode: 4400, summary: 'console protocol/type not supported' },
+  PH_ERR_TOKEN_MISSING: { httpStatus: 401, wsCloseCode: 4001, summary: 'no console token in the request' },
+  PH_ERR_TOKEN_INVALID: { httpStatus: 401, wsCloseCode: 4002, summary: 'console token is not valid' },
+  PH_ERR_TOKEN_EXPIRED: { httpStatus: 401, wsCloseCode: 4003, summary: 'console token has expired' },
+  PH_ERR_TOKEN_REVOKED: { httpStatus: 401, wsCloseCode: 4004, summary: 'console token was revoked' },
+  PH_ERR_ORIGIN_FORBIDDEN: { httpStatus: 403, wsCloseCode: 4005, summary: 'Origin header not allowed' },
+  PH_ERR_UPSTREAM_UNREACHABLE: { httpStatus: 502, wsCloseCode: 4010, summary: 'VNC server unreachable' },
+  PH_ERR_UPSTREAM_TIMEOUT: { httpStatus: 504, wsCloseCode: 4011, summary: 'VNC server did not answer in time' },
+  PH_ERR_UPSTREAM_CLOSED: { httpStatus: 502, wsCloseCode: 4012, summary: 'VNC server closed the connection' },
+  PH_ERR_STORE_UNAVAILABLE: { httpStatus: 503, wsCloseCode: 4013, summary: 'token store unavailable, try again' },
+  PH_ERR_CLIENT_TIMEOUT: { httpStatus: 408, wsCloseCode: 4014, summary: 'browser stopped answering keepalive pings' },
+  PH_ERR_SHUTTING_DOWN: { httpStatus: 503, wsCloseCode: 1001, summary: 'console proxy is shutting down' },
+  PH_ERR_LISTEN_FAILED: { httpStatus: 500, wsCloseCode: 1011, summary: 'cannot listen on the configured address' },
+  PH_ERR_DEMO_UNAVAILABLE: { httpStatus: 500, wsCloseCode: 1011, summary: 'demo VM cannot be started' },
+  PH_ERR_INTERNAL: { httpStatus: 500, wsCloseCode: 1011, summary: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface PortholeErrorOptions {
+  cause?: unknown;
+  /** Structured detail safe to show a caller (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+/** Base error: callers match on `err.code`, never on the class. */
+export class PortholeError extends Error {
+  readonly code: ErrorCode;
+  readonly httpStatus: number;
+  readonly wsCloseCode: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options: PortholeErrorOptions = {}) {
+    super(message ?? ERROR_CATALOGUE[code].summary, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PortholeError';
+    this.code = code;
+    this.httpStatus = ERROR_CATALOGUE[code].httpStatus;
+    this.wsCloseCode = ERROR_CATALOGUE[code].wsCloseCode;
+    this.details = options.details;
+  }
+}
+
+/** True when `err` carries one of our codes (works across realms and bundles, unlike instanceof). */
+export function isPortholeError(err: unknown): err is PortholeError {
+  return (
+    typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' &&
+    Object.hasOwn(ERROR_CATALOGUE, (err as { code: string }).code)
+  );
+}
+
+/**
+ * WebSocket close reason for a code: `CODE: summary`, cut to the 123-byte limit of RFC 6455 §5.5.
+ * Summaries are ASCII, so slicing by characters is slicing by bytes.
+ */
+export function closeReasonFor(code: ErrorCode): string {
+  return `${code}: ${ERROR_CATALOGUE[code].summary}`.slice(0, 123);
+}

@@ -1,0 +1,168 @@
+/**
+ * Composition root: config → logger → store → driver → API + proxy. The only place that picks
+ * concrete backends. Nothing here prints or exits; the CLI does that.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ConsoleService } from './api/consoles.js';
+import { loadApiKeys, type ApiKeySource } from './api/keys.js';
+import { createApiServer } from './api/server.js';
+import type { ComputeDriver } from './compute/driver.js';
+import type { InventoryEntry } from './compute/inventory.js';
+import { StaticDriver } from './compute/static-driver.js';
+import type { Config } from './config/schema.js';
+import { PortholeError } from './errors.js';
+import { ConsoleProxy } from './proxy/server.js';
+import type { ConnectFn } from './proxy/session.js';
+import { createTokenStore } from './tokens/create-store.js';
+import type { TokenStore, TokenStoreClock } from './tokens/store.js';
+import { novncRoot, packageRoot } from './web/assets.js';
+import { StaticSite } from './web/static-site.js';
+
+export const PURGE_INTERVAL_MS = 60_000;
+
+export interface GatewayOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Instances that exist besides the inventory file (the demo VM). */
+  readonly builtinInstances?: readonly InventoryEntry[];
+  /** Create <state_path>/api-key when no key file exists (serve does; one-shot CLI commands don't). */
+  readonly generateApiKey?: boolean;
+  readonly clock?: TokenStoreClock;
+  readonly connect?: ConnectFn;
+  /** Override the relay's WebSocket high-water mark (benchmarks and slow-reader tests). */
+  readonly wsHighWaterBytes?: number;
+}
+
+export interface GatewayAddresses {
+  readonly api: string;
+  readonly proxy: string;
+  readonly consoleBaseUrl: string;
+}
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export class Gateway {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly store: TokenStore;
+  readonly driver: ComputeDriver;
+  readonly consoles: ConsoleService;
+  readonly apiKeys: ApiKeySource;
+  readonly #api: FastifyInstance;
+  readonly #proxy: ConsoleProxy;
+  readonly #version: string;
+  #purgeTimer: NodeJS.Timeout | undefined;
+
+  private constructor(parts: {
+    config: Config; logger: Logger; store: TokenStore; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
+  }) {
+    this.config = parts.config;
+    this.logger = parts.logger;
+    this.store = parts.store;
+    this.driver = parts.driver;
+    this.apiKeys = parts.apiKeys;
+    this.#version = packageVersion();
+    this.consoles = new ConsoleService({
+      driver: parts.driver,
+      store: parts.store,
+      baseUrl: parts.config.vnc.novncproxy_base_url,
+      tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
+    });
+    const health = () => this.health();
+    this.#api = createApiServer({
+      consoles: this.consoles, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
+    });
+    const opts = parts.options;
+    this.#proxy = new ConsoleProxy({
+      host: parts.config.vnc.novncproxy_host,
+      port: parts.config.vnc.novncproxy_port,
+      store: parts.store,
+      logger: parts.logger.child({ component: 'proxy' }),
+      site: parts.site,
+      allowedOrigins: parts.config.console.allowed_origins,
+      defaultScheme: new URL(parts.config.vnc.novncproxy_base_url).protocol,
+      connectTimeoutMs: parts.config.console.connect_timeout * 1000,
+      pingIntervalMs: parts.config.console.ping_interval * 1000,
+      health,
+      ...(opts.connect ? { connect: opts.connect } : {}),
+      ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
+    });
+  }
+
+  /** Build every component (opens the store, reads the inventory and keys); listens on nothing yet. */
+  static async create(options: GatewayOptions): Promise<Gateway> {
+    const { config, logger } = options;
+    const apiKeys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
+    const store = await createTokenStore(config, options.clock);
+    try {
+      const driver = await StaticDriver.open({
+        inventoryFile: config.static.inventory_file,
+        builtin: options.builtinInstances ?? [],
+        logger: logger.child({ component: 'compute' }),
+      });
+      const site = await StaticSite.load(
+        [
+          { prefix: '/', dir: join(packageRoot(), 'web') },
+          { prefix: '/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/') },
+        ],
+        { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
+      );
+      return new Gateway({ config, logger, store, driver, apiKeys, site, options });
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  async health(): Promise<{ ok: boolean } & Record<string, unknown>> {
+    const [store, driver] = await Promise.all([
+      this.store.health().catch((err: unknown) => ({ backend: this.store.backend, ok: false, detail: (err as Error).message })),
+      this.driver.health(),
+    ]);
+    return { ok: store.ok && driver.ok, version: this.#version, store, driver };
+  }
+
+  async start(): Promise<GatewayAddresses> {
+    const listen = async <T>(what: string, host: string, port: number, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw new PortholeError('PH_ERR_LISTEN_FAILED',
+          `${what} cannot listen on ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      }
+    };
+    const { vnc, api } = this.config;
+    const proxyAddress = await listen('console proxy ([vnc] novncproxy_host/port)', vnc.novncproxy_host, vnc.novncproxy_port, () => this.#proxy.listen());
+    await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
+    const apiAddress = this.#api.server.address();
+    this.#purgeTimer = setInterval(() => {
+      this.store.purgeExpired().then(
+        (n) => { if (n > 0) this.logger.debug({ purged: n }, 'expired tokens purged'); },
+        (err: unknown) => this.logger.error({ err }, 'purging expired tokens failed'),
+      );
+    }, PURGE_INTERVAL_MS);
+    this.#purgeTimer.unref();
+    const fmt = (a: { address: string; port: number }) => `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    return {
+      api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),
+      proxy: fmt(proxyAddress),
+      consoleBaseUrl: this.config.vnc.novncproxy_base_url,
+    };
+  }
+
+  get sessionCount(): number {
+    return this.#proxy.sessionCount;
+  }
+
+  /** Stop accepting, give open consoles `graceMs`, then close everything. */
+  async close(graceMs = 0): Promise<void> {
+    clearInterval(this.#purgeTimer);
+    await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
+    await Promise.all([this.driver.close(), this.store.close()]);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The console proxy: one node:http server that serves the console pages and takes WebSocket
+ * upgrades (ws in noServer mode, so every check happens before a single WebSocket byte is sent).
+ * The target host:port only ever comes from the token store, never from the request.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { PortholeError, isPortholeError } from '../errors.js';
+import type { TokenStore } from '../tokens/store.js';
+import { tokenLogId } from '../tokens/token.js';
+import type { StaticSite } from '../web/static-site.js';
+import { checkOrigin } from './origin.js';
+import { extractToken } from './request.js';
+import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
+
+/** Largest WebSocket message accepted from a browser; RFB client messages are tiny, cut-text aside. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+export interface ConsoleProxyOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly store: TokenStore;
+  readonly logger: Logger;
+  readonly site: StaticSite;
+  readonly allowedOrigins: readonly string[];
+  /** Scheme of `novncproxy_base_url`, used for the Origin scheme when the token is not valid. */
+  readonly defaultScheme: string;
+  readonly connectTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
+  readonly connect?: ConnectFn;
+  readonly wsHighWaterBytes?: number;
+  readonly maxPayloadBytes?: number;
+}
+
+function defaultConnect(target: { host: string; port: number }) {
+  return netConnect({ host: target.host, port: target.port, noDelay: true });
+}
+
+/** Reject an upgrade with a real HTTP answer and drop the socket (ws's abortHandshake). */
+function abortHandshake(socket: Duplex, status: number, code: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ code, message });
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+export class ConsoleProxy {
+  readonly #options: ConsoleProxyOptions;
+  readonly #logger: Logger;
+  readonly #server: Server;
+  readonly #wss: WebSocketServer;
+  readonly #sessions = new Set<ConsoleSession>();
+  readonly #connect: ConnectFn;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #draining = false;
+  #nextId = 0;
+  readonly #idPrefix = randomBytes(3).toString('hex');
+
+  constructor(options: ConsoleProxyOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#connect = options.connect ?? defaultConnect;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false, // RFB encodings already compress; deflate would cost CPU on the hot path
+      maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
+    });
+    this.#server = createServer((req, res) => {
+      this.#onRequest(req, res).catch((err: unknown) => this.#onRequestError(res, err));
+    });
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.#onUpgrade(req, socket, head).catch((err: unknown) => {
+        this.#logger.error({ err }, 'upgrade failed');
+        abortHandshake(socket, 500, 'PH_ERR_INTERNAL', 'internal error');
+      });
+    });
+    this.#server.on('clientError', (_err, socket) => abortHandshake(socket, 400, 'PH_ERR_API_BAD_REQUEST', 'malformed HTTP request'));
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#options.port, this.#options.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#heartbeat = setInterval(() => {
+      for (const s of this.#sessions) s.heartbeat();
+    }, this.#options.pingIntervalMs);
+    this.#heartbeat.unref();
+    return this.#server.address() as AddressInfo;
+  }
+
+  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ code: 'PH_ERR_API_BAD_REQUEST', message: 'method not allowed' }));
+      return;
+    }
+    if (req.url === '/healthz') {
+      const health = await this.#options.health();
+      res.writeHead(health.ok ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+      res.end(JSON.stringify({ ...health, sessions: this.#sessions.size }));
+      return;
+    }
+    if (this.#options.site.serve(req, res)) return;
+    res.writeHead(404, { 'Content-Type': 'application/json', 'Referrer-Policy': 'no-referrer' });
+    res.end(JSON.stringify({ code: 'PH_ERR_API_NOT_FOUND', message: 'not found' }));
+  }
+
+  #onRequestError(res: ServerResponse, err: unknown): void {
+    this.#logger.error({ err }, 'request failed');
+    if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ code: 'PH_ERR_INTERNAL', message: 'internal error' }));
+  }
+
+  async #authenticate(token: string | undefined): Promise<SessionAuth> {
+    if (token === undefined) return { ok: false, error: new PortholeError('PH_ERR_TOKEN_MISSING') };
+    let lookup;
+    try {
+      lookup = await this.#options.store.validate(token);
+    } catch (err) {
+      return {
+        ok: false,
+        error: isPortholeError(err) ? err : new PortholeError('PH_ERR_STORE_UNAVAILABLE', `token store failed: ${(err as Error).message}`, { cause: err }),
+      };
+    }
+    switch (lookup.status) {
+      case 'valid': return { ok: true, connectInfo: lookup.connectInfo };
+      case 'expired': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_EXPIRED') };
+      case 'revoked': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_REVOKED') };
+      case 'unknown': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_INVALID') };
+    }
+  }
+
+  async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', (err) => this.#logger.debug({ err: err.message }, 'upgrade socket error'));
+    if (this.#draining) {
+      abortHandshake(socket, 503, 'PH_ERR_SHUTTING_DOWN', 'console proxy is shutting down');
+      return;
+    }
+    const token = extractToken(req.url ?? '/', req.headers.cookie);
+    const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
+    const logger = this.#logger.child({
+      sessionId: id,
+      token: token === undefined ? undefined : tokenLogId(token),
+      remote: req.socket.remoteAddress,
+    });
+    const auth = await this.#authenticate(token);
+    const verdict = checkOrigin({
+      origin: req.headers.origin,
+      host: req.headers.host,
+      allowedOrigins: this.#options.allowedOrigins,
+      expectedScheme: auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme,
+    });
+    if (!verdict.ok) {
+      logger.info({ code: 'PH_ERR_ORIGIN_FORBIDDEN', origin: req.headers.origin, host: req.headers.host }, verdict.reason);
+      abortHandshake(socket, 403, 'PH_ERR_ORIGIN_FORBIDDEN', verdict.reason);
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      ws.pause(); // nothing is read from the browser until the VNC side is connected
+      const session = new ConsoleSession({
+        id,
+        ws,
+        logger,
+        connect: this.#connect,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
+        onClosed: (s) => this.#sessions.delete(s),
+      });
+      this.#sessions.add(session);
+      session.begin(auth);
+    });
+  }
+
+  /**
+   * Graceful stop: refuse new connections at once, let open consoles run for `graceMs`, then close
+   * them with 1001 (going away) so browsers know to reconnect elsewhere.
+   */
+  async close(graceMs = 0): Promise<void> {
+    this.#draining = true;
+    clearInterval(this.#heartbeat);
+    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (this.#sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+    }
+    for (const s of this.#sessions) s.fail(new PortholeError('PH_ERR_SHUTTING_DOWN'));
+    const closeDeadline = Date.now() + 2000;
+    while (this.#sessions.size > 0 && Date.now() < closeDeadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.#sessions) s.destroy();
+    this.#server.closeAllConnections();
+    await serverClosed;
+    this.#wss.close();
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * One console connection, from the accepted upgrade to the last byte: a small state machine with a
+ * single failure exit (noVNC's `_fail`), so every way a console ends closes the WebSocket with the
+ * code that says why, and releases the TCP side and timers exactly once.
+ */
+import { channel } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { closeReasonFor, PortholeError } from '../errors.js';
+import type { ConnectInfo } from '../tokens/store.js';
+import { Relay } from './relay.js';
+
+export type SessionState = 'authenticating' | 'connecting' | 'relaying' | 'closing' | 'closed';
+
+const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
+  authenticating: ['connecting', 'closing'],
+  connecting: ['relaying', 'closing'],
+  relaying: ['closing'],
+  closing: ['closed'],
+  closed: [],
+};
+
+export const sessionOpenChannel = channel('porthole:session:open');
+export const sessionCloseChannel = channel('porthole:session:close');
+
+export type ConnectFn = (target: { host: string; port: number }) => Socket;
+
+export interface ConsoleSessionOptions {
+  readonly id: string;
+  readonly ws: WebSocket;
+  readonly logger: Logger;
+  readonly connect: ConnectFn;
+  readonly connectTimeoutMs: number;
+  readonly wsHighWaterBytes?: number;
+  readonly onClosed: (session: ConsoleSession) => void;
+}
+
+/** What the upgrade handler learned about the token before accepting the upgrade. */
+export type SessionAuth = { readonly ok: true; readonly connectInfo: ConnectInfo } | { readonly ok: false; readonly error: PortholeError };
+
+export class ConsoleSession {
+  readonly id: string;
+  readonly startedAt = Date.now();
+  #state: SessionState = 'authenticating';
+  #alive = true;
+  #instance: string | undefined;
+  #closeCode: number | undefined;
+  readonly #ws: WebSocket;
+  #logger: Logger;
+  readonly #options: ConsoleSessionOptions;
+  #tcp: Socket | undefined;
+  #relay: Relay | undefined;
+  #connectTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ConsoleSessionOptions) {
+    this.id = options.id;
+    this.#ws = options.ws;
+    this.#logger = options.logger;
+    this.#options = options;
+    this.#ws.on('pong', () => { this.#alive = true; });
+    this.#ws.on('error', (err) => { this.#logger.debug({ err: err.message }, 'websocket error'); });
+    this.#ws.on('close', (code: number) => this.#onClientClosed(code));
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  get instance(): string | undefined {
+    return this.#instance;
+  }
+
+  #transition(to: SessionState): void {
+    if (!ALLOWED[this.#state].includes(to)) {
+      throw new Error(`bug: illegal session transition ${this.#state} → ${to}`);
+    }
+    this.#logger.debug(`session ${this.#state} → ${to}`);
+    this.#state = to;
+  }
+
+  /** Start with the outcome of the token check (done before the upgrade was accepted). */
+  begin(auth: SessionAuth): void {
+    if (!auth.ok) {
+      this.fail(auth.error);
+      return;
+    }
+    const info = auth.connectInfo;
+    this.#instance = info.instance;
+    this.#logger = this.#logger.child({ instance: info.instance });
+    this.#transition('connecting');
+    const tcp = this.#options.connect({ host: info.host, port: info.port });
+    this.#tcp = tcp;
+    tcp.setNoDelay(true);
+    tcp.pause();
+    this.#connectTimer = setTimeout(() => {
+      this.fail(new PortholeError('PH_ERR_UPSTREAM_TIMEOUT',
+        `VNC server ${info.host}:${info.port} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
+    }, this.#options.connectTimeoutMs);
+    tcp.once('connect', () => this.#onServerConnected(info));
+    tcp.on('error', (err: NodeJS.ErrnoException) => this.#onServerError(err, info));
+    tcp.on('close', () => {
+      if (this.#state === 'relaying') {
+        this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} closed the connection`));
+      }
+    });
+  }
+
+  #onServerConnected(info: ConnectInfo): void {
+    clearTimeout(this.#connectTimer);
+    if (this.#state !== 'connecting') return;
+    this.#transition('relaying');
+    const tcp = this.#tcp as Socket;
+    this.#relay = new Relay({
+      ws: this.#ws,
+      tcp,
+      ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
+      onProtocolError: () => this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary'),
+    });
+    this.#relay.start();
+    this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
+    if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
+  }
+
+  #onServerError(err: NodeJS.ErrnoException, info: ConnectInfo): void {
+    if (this.#state === 'connecting') {
+      this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `cannot connect to VNC server ${info.host}:${info.port}: ${err.code ?? err.message}`, { cause: err }));
+    } else if (this.#state === 'relaying') {
+      this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} connection failed: ${err.code ?? err.message}`, { cause: err }));
+    }
+  }
+
+  /** Keepalive tick from the proxy's one shared timer: ping, or give up on a silent browser. */
+  heartbeat(): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    if (!this.#alive) {
+      this.fail(new PortholeError('PH_ERR_CLIENT_TIMEOUT'));
+      this.#ws.terminate();
+      return;
+    }
+    this.#alive = false;
+    this.#ws.ping();
+  }
+
+  /** Immediate stop for shutdown stragglers: no close handshake. */
+  destroy(): void {
+    this.#releaseServer();
+    this.#ws.terminate();
+  }
+
+  /** The one failure exit: log, close the browser side with the error's code, drop the TCP side. */
+  fail(err: PortholeError): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    const clientMistake = err.httpStatus < 500 && err.code !== 'PH_ERR_CLIENT_TIMEOUT';
+    const level = clientMistake || err.code === 'PH_ERR_SHUTTING_DOWN' ? 'info' : 'error';
+    this.#logger[level]({ code: err.code, state: this.#state }, err.message);
+    this.#closeClient(err.wsCloseCode, closeReasonFor(err.code));
+  }
+
+  #closeClient(code: number, reason: string): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#transition('closing');
+    this.#closeCode = code;
+    this.#releaseServer();
+    if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
+      // Read again (the socket may be paused for backpressure or before connecting) so the
+      // browser's answering close frame arrives and the TCP connection ends promptly.
+      this.#ws.resume();
+      this.#ws.close(code, reason);
+    } else {
+      this.#finish();
+    }
+  }
+
+  #releaseServer(): void {
+    clearTimeout(this.#connectTimer);
+    this.#relay?.stop();
+    this.#tcp?.destroy();
+  }
+
+  #onClientClosed(code: number): void {
+    if (this.#state !== 'closing') {
+      this.#transition('closing');
+      this.#closeCode = code;
+      this.#releaseServer();
+    }
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#state === 'closed') return;
+    this.#transition('closed');
+    const relay = this.#relay;
+    this.#logger.info({
+      closeCode: this.#closeCode,
+      durationMs: Date.now() - this.startedAt,
+      bytesToServer: relay?.bytesToServer ?? 0,
+      bytesToClient: relay?.bytesToClient ?? 0,
+    }, 'console session closed');
+    if (sessionCloseChannel.hasSubscribers) sessionCloseChannel.publish({ id: this.id, instance: this.#instance, closeCode: this.#closeCode });
+    this.#options.onClosed(this);
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * SQLite token store (better-sqlite3, WAL): persistent across restarts on one node.
+ * The table mirrors Nova's console_auth_tokens (token_hash, console_type, host, port,
+ * instance_uuid, access_url_base, expires) plus the instance name and a revocation mark.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type DatabaseConstructor from 'better-sqlite3';
+import { PortholeError } from '../errors.js';
+import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
+import { SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+
+type Database = DatabaseConstructor.Database;
+
+export interface SqliteTokenStoreOptions {
+  path: string;
+  clock?: TokenStoreClock;
+}
+
+interface TokenRecord {
+  instance: string;
+  instance_uuid: string | null;
+  protocol: string;
+  console_type: string;
+  host: string;
+  port: number;
+  access_url_base: string;
+  expires: number;
+  revoked_at: number | null;
+}
+
+const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS console_auth_tokens (
+  token_hash      TEXT PRIMARY KEY,
+  instance        TEXT NOT NULL,
+  instance_uuid   TEXT,
+  protocol        TEXT NOT NULL,
+  console_type    TEXT NOT NULL,
+  host            TEXT NOT NULL,
+  port            INTEGER NOT NULL,
+  access_url_base TEXT NOT NULL,
+  expires         INTEGER NOT NULL,
+  revoked_at      INTEGER,
+  created_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_idx ON console_auth_tokens (instance);
+CREATE INDEX IF NOT EXISTS console_auth_tokens_expires_idx ON console_auth_tokens (expires);
+`;
+
+function storeError(action: string, err: unknown): PortholeError {
+  return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `sqlite token store: ${action} failed: ${(err as Error).message}`, { cause: err });
+}
+
+export class SqliteTokenStore implements TokenStore {
+  readonly backend = 'sqlite';
+  readonly path: string;
+  readonly #db: Database;
+  readonly #clock: TokenStoreClock;
+  readonly #insert: DatabaseConstructor.Statement;
+  readonly #select: DatabaseConstructor.Statement<[string], TokenRecord>;
+  readonly #revoke: DatabaseConstructor.Statement;
+  readonly #purge: DatabaseConstructor.Statement;
+
+  /** Use {@link SqliteTokenStore.open}: better-sqlite3 is loaded lazily so `memory` needs no native module. */
+  private constructor(Driver: typeof DatabaseConstructor, options: SqliteTokenStoreOptions) {
+    this.path = options.path;
+    this.#clock = options.clock ?? SYSTEM_CLOCK;
+    try {
+      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+      this.#db = new Driver(options.path);
+      this.#db.pragma('journal_mode = WAL');
+      // NORMAL is durable against a crash of this process in WAL mode; only power loss can drop the last commit.
+      this.#db.pragma('synchronous = NORMAL');
+      this.#db.pragma('busy_timeout = 2000');
+      this.#db.exec(SCHEMA_SQL);
+    } catch (err) {
+      throw storeError(`opening ${options.path}`, err);
+    }
+    this.#insert = this.#db.prepare(`INSERT INTO console_auth_tokens
+      (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`);
+    this.#select = this.#db.prepare(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at
+      FROM console_auth_tokens WHERE token_hash = ?`);
+    this.#revoke = this.#db.prepare('UPDATE console_auth_tokens SET revoked_at = ? WHERE instance = ? AND revoked_at IS NULL AND expires > ?');
+    this.#purge = this.#db.prepare('DELETE FROM console_auth_tokens WHERE expires <= ?');
+  }
+
+  static async open(options: SqliteTokenStoreOptions): Promise<SqliteTokenStore> {
+    const { default: Driver } = await import('better-sqlite3');
+    return new SqliteTokenStore(Driver, options);
+  }
+
+  async authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken> {
+    const token = mintToken();
+    const now = this.#clock.now();
+    const expiresAt = now + ttlMs;
+    try {
+      this.#insert.run(hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol,
+        connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, expiresAt, now);
+    } catch (err) {
+      throw storeError('authorize', err);
+    }
+    return { token, expiresAt };
+  }
+
+  async validate(token: string): Promise<TokenLookup> {
+    if (!isWellFormedToken(token)) return { status: 'unknown' };
+    let row: TokenRecord | undefined;
+    try {
+      row = this.#select.get(hashToken(token));
+    } catch (err) {
+      throw storeError('validate', err);
+    }
+    if (!row) return { status: 'unknown' };
+    if (row.revoked_at !== null) return { status: 'revoked' };
+    if (this.#clock.now() >= row.expires) return { status: 'expired' };
+    return {
+      status: 'valid',
+      expiresAt: row.expires,
+      connectInfo: {
+        instance: row.instance,
+        instanceUuid: row.instance_uuid ?? undefined,
+        protocol: row.protocol as ConsoleProtocol,
+        consoleType: row.console_type as ConsoleType,
+        host: row.host,
+        port: row.port,
+        accessUrlBase: row.access_url_base,
+      },
+    };
+  }
+
+  async revokeInstance(instance: string): Promise<number> {
+    const now = this.#clock.now();
+    try {
+      return this.#revoke.run(now, instance, now).changes;
+    } catch (err) {
+      throw storeError('revoke', err);
+    }
+  }
+
+  async purgeExpired(): Promise<number> {
+    try {
+      return this.#purge.run(this.#clock.now() - TOKEN_TOMBSTONE_MS).changes;
+    } catch (err) {
+      throw storeError('purge', err);
+    }
+  }
+
+  async health(): Promise<TokenStoreHealth> {
+    try {
+      const row = this.#db.prepare('SELECT count(*) AS n FROM console_auth_tokens').get() as { n: number };
+      return { backend: this.backend, ok: true, detail: `${this.path}: ${row.n} tokens (not shared with other nodes)` };
+    } catch (err) {
+      return { backend: this.backend, ok: false, detail: `${this.path}: ${(err as Error).message}` };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Serving the console pages and the noVNC library. Every servable file is listed once at start-up
+ * into a map from URL path to content; a request is served only on an exact map hit. There is no
+ * path joining at request time, so `..`, encoded slashes or `//host` targets cannot reach any other
+ * file, and nothing here ever redirects (no open redirect, OSSA-2021-002).
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extname, join, relative, sep } from 'node:path';
+import { splitTarget } from './target.js';
+
+export interface StaticMount {
+  /** URL prefix ending in '/', e.g. '/novnc/'. */
+  readonly prefix: string;
+  readonly dir: string;
+  /** Relative paths (posix) to include; default all. */
+  readonly include?: (relPath: string) => boolean;
+}
+
+interface StaticFile {
+  readonly body: Buffer;
+  readonly type: string;
+}
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+/** Headers on every static answer. No X-Frame-Options: dashboards embed consoles in iframes. */
+export const STATIC_HEADERS: Readonly<Record<string, string>> = {
+  'Referrer-Policy': 'no-referrer',
+  'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy':
+    "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'",
+  'Cache-Control': 'no-cache',
+};
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walk(full)));
+    else if (entry.isFile()) out.push(full);
+  }
+  return out;
+}
+
+export class StaticSite {
+  readonly #files: ReadonlyMap<string, StaticFile>;
+
+  private constructor(files: Map<string, StaticFile>) {
+    this.#files = files;
+  }
+
+  /**
+   * @param aliases extra URL paths served with another path's content, e.g. '/vnc_auto.html' → '/vnc_lite.html'.
+   */
+  static async load(mounts: readonly StaticMount[], aliases: Readonly<Record<string, string>> = {}): Promise<StaticSite> {
+    const files = new Map<string, StaticFile>();
+    for (const mount of mounts) {
+      for (const full of await walk(mount.dir)) {
+        const rel = relative(mount.dir, full).split(sep).join('/');
+        const type = CONTENT_TYPES[extname(rel)];
+        if (type === undefined || (mount.include && !mount.include(rel))) continue;
+        files.set(mount.prefix + rel, { body: await readFile(full), type });
+      }
+    }
+    for (const [from, to] of Object.entries(aliases)) {
+      const file = files.get(to);
+      if (file) files.set(from, file);
+    }
+    return new StaticSite(files);
+  }
+
+  has(urlPath: string): boolean {
+    return this.#files.has(urlPath);
+  }
+
+  /** Serve a GET/HEAD for a listed file; returns false (nothing written) when the path is not listed. */
+  serve(req: IncomingMessage, res: ServerResponse): boolean {
+    let path: string;
+    try {
+      path = decodeURIComponent(splitTarget(req.url ?? '/').path);
+    } catch {
+      return false;
+    }
+    const file = this.#files.get(path);
+    if (!file) return false;
+    res.writeHead(200, { ...STATIC_HEADERS, 'Content-Type': file.type, 'Content-Length': file.body.length });
+    res.end(req.method === 'HEAD' ? undefined : file.body);
+    return true;
+  }
+}

@@ -1,0 +1,107 @@
+/** Real Chromium opens minted console URLs through the proxy to a real QEMU VM. */
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Browser } from 'playwright-core';
+import type { DemoVm } from '../../src/demo/qemu-demo.js';
+import { launchChromium, litPixels } from '../helpers/browser.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startQemuVnc } from '../helpers/qemu.js';
+
+const OUT = join(process.cwd(), 'test-output', 'e2e');
+
+describe('console in a real browser', () => {
+  let vm: DemoVm;
+  let gw: TestGateway;
+  let browser: Browser;
+
+  before(async () => {
+    await mkdir(OUT, { recursive: true });
+    vm = await startQemuVnc();
+    gw = await startTestGateway({ builtin: [vm.entry] });
+    browser = await launchChromium();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.close();
+    await vm?.stop();
+  });
+
+  for (const page of ['vnc_lite.html', 'vnc.html', 'vnc_auto.html']) {
+    test(`${page}: the minted URL shows the VM's screen`, async () => {
+      const minted = await gw.mint('demo');
+      assert.equal(minted.status, 201);
+      const url = (minted.body.url as string).replace('vnc_lite.html', page);
+      const tab = await browser.newPage({ viewport: { width: 900, height: 560 } });
+      const errors: string[] = [];
+      tab.on('pageerror', (e) => errors.push(e.message));
+      try {
+        await tab.goto(url);
+        await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+        await tab.waitForFunction(() => {
+          const cv = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
+          return cv !== null && cv.width >= 100;
+        }, null, { timeout: 10_000 });
+        let lit = 0;
+        const deadline = Date.now() + 15_000;
+        while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
+        await tab.screenshot({ path: join(OUT, page.replace('.html', '.png')) });
+        assert.ok(lit >= 500, `canvas has ${lit} lit pixels`);
+        assert.match((await tab.locator('#status').textContent()) ?? '', /^Connected \(unencrypted\) to QEMU/);
+        assert.deepEqual(errors, []);
+      } finally {
+        await tab.close();
+      }
+    });
+  }
+
+  test('noVNC\'s path= form (websockify%3Ftoken%3D…) works too', async () => {
+    const token = (await gw.mint('demo')).body.token as string;
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(`${gw.proxyUrl}/vnc_lite.html?path=${encodeURIComponent(`websockify?token=${token}`)}`);
+      await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+    } finally {
+      await tab.close();
+    }
+  });
+
+  for (const c of [
+    { name: 'bad-token', query: `token=${'q'.repeat(32)}`, status: /console token is not valid/, reason: /not valid: the token is unknown/ },
+    { name: 'no-token', query: '', status: /no console token/, reason: /has no token/ },
+  ]) {
+    test(`a ${c.name} URL shows the readable reason, not a bare code 1006`, async () => {
+      const tab = await browser.newPage({ viewport: { width: 900, height: 300 } });
+      try {
+        await tab.goto(`${gw.proxyUrl}/vnc_lite.html?${c.query}`);
+        await tab.waitForFunction(() => !(document.getElementById('reason')?.hidden ?? true), null, { timeout: 10_000 });
+        await tab.screenshot({ path: join(OUT, `${c.name}.png`) });
+        assert.match((await tab.locator('#status').textContent()) ?? '', c.status);
+        const reason = (await tab.locator('#reason').textContent()) ?? '';
+        assert.match(reason, c.reason);
+        assert.doesNotMatch(reason, /1006/);
+      } finally {
+        await tab.close();
+      }
+    });
+  }
+
+  test('a stopped VNC server shows "could not reach the VM\'s VNC server"', async () => {
+    const vm2 = await startQemuVnc();
+    const g2 = await startTestGateway({ builtin: [{ ...vm2.entry, name: 'gone' }] });
+    const tab = await browser.newPage({ viewport: { width: 900, height: 300 } });
+    try {
+      const url = (await g2.mint('gone')).body.url as string;
+      await vm2.stop();
+      await tab.goto(url);
+      await tab.waitForFunction(() => !(document.getElementById('reason')?.hidden ?? true), null, { timeout: 10_000 });
+      assert.match((await tab.locator('#reason').textContent()) ?? '', /could not reach the VM's VNC server/);
+    } finally {
+      await tab.close();
+      await g2.close();
+      await vm2.stop();
+    }
+  });
+});

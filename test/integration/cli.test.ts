@@ -1,0 +1,137 @@
+/** The `porthole` command as operators run it (the built bin/porthole.js, as child processes). */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { DemoVm } from '../../src/demo/qemu-demo.js';
+import { freePort } from '../helpers/net.js';
+import { startQemuVnc } from '../helpers/qemu.js';
+import { rfbSecurityTypes } from '../helpers/ws-client.js';
+
+const BIN = join(process.cwd(), 'bin', 'porthole.js');
+
+function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got:\n${out}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (pattern.test(out)) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        resolve(out);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${code} before ${pattern}; got:\n${out}`)); });
+  });
+}
+
+describe('porthole CLI', () => {
+  let dir: string;
+  let vm: DemoVm;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'porthole-cli-'));
+    vm = await startQemuVnc();
+  });
+
+  after(async () => {
+    await vm?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('config check: every problem at once, with file:line and did-you-mean; exit 2', async () => {
+    const conf = join(dir, 'bad.conf');
+    await writeFile(conf, '[vnc]\nnovncproxy_prot = 6080\n[consoleauth]\ntoken_ttl = -5\n[cach]\nbackend = memory\n');
+    const res = await run(['config', 'check', '--config-file', conf]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /invalid configuration \(3 problems\)/);
+    assert.match(res.stderr, new RegExp(`${conf}:2: \\[vnc\\] novncproxy_prot: unknown option, did you mean novncproxy_port\\?`));
+    assert.match(res.stderr, new RegExp(`${conf}:4: \\[consoleauth\\] token_ttl: must be from 1 to 604800, got -5`));
+    assert.match(res.stderr, new RegExp(`${conf}:5: \\[cach\\]: unknown group, did you mean \\[cache\\]\\?`));
+  });
+
+  test('serve refuses to start on an unknown option (nothing listens)', async () => {
+    const port = await freePort();
+    const conf = join(dir, 'typo.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/typo-state\n[vnc]\nnovncproxy_port = ${port}\n[cache]\nbackend = memory\nsqlite_pth = /tmp/x\n`);
+    const res = await run(['serve', '--config-file', conf]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /\[cache\] sqlite_pth: unknown option, did you mean sqlite_path\?/);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
+  });
+
+  test('legacy [DEFAULT] names warn and name the new option', async () => {
+    const conf = join(dir, 'legacy.conf');
+    await writeFile(conf, '[DEFAULT]\nnovncproxy_port = 6099\nvncserver_proxyclient_address = 127.0.0.1\n');
+    const res = await run(['config', 'check', '--config-file', conf]);
+    assert.equal(res.code, 0);
+    assert.match(res.stderr, /warning: \[DEFAULT\] novncproxy_port is deprecated; use \[vnc\] novncproxy_port/);
+    assert.match(res.stdout, /configuration OK/);
+  });
+
+  test('serve + console url: a fresh URL reaches the VM; inventory edits apply without restart; SIGTERM exits 0', async () => {
+    const proxyPort = await freePort();
+    const apiPort = await freePort();
+    const inventory = join(dir, 'inventory.ini');
+    await writeFile(inventory, `[demo-vm]\nhost = 127.0.0.1\nport = ${vm.entry.port}\n`);
+    const conf = join(dir, 'serve.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n` +
+      `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[api]\nport = ${apiPort}\n[static]\ninventory_file = ${inventory}\n`);
+    const server = spawn(process.execPath, [BIN, 'serve', '--config-file', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    server.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    try {
+      const banner = await waitForOutput(server, /API: .*\n/);
+      assert.match(banner, new RegExp(`console URLs:  http://127\\.0\\.0\\.1:${proxyPort}/vnc_lite\\.html\\?token=…`));
+      assert.match(banner, /key generated into .*state\/api-key/);
+      const keyMode = (await stat(join(dir, 'state', 'api-key'))).mode & 0o777;
+      assert.equal(keyMode, 0o600);
+
+      const res = await run(['console', 'url', 'demo-vm', '--config-file', conf]);
+      assert.equal(res.code, 0, res.stderr);
+      const url = new URL(res.stdout.trim());
+      assert.equal(url.pathname, '/vnc_lite.html');
+      const token = url.searchParams.get('token') ?? '';
+      const { version } = await rfbSecurityTypes(`ws://127.0.0.1:${proxyPort}/websockify?token=${token}`);
+      assert.equal(version, 'RFB 003.008\n');
+
+      const missing = await run(['console', 'url', 'later-vm', '--config-file', conf]);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /PH_ERR_INSTANCE_NOT_FOUND/);
+      await appendFile(inventory, `[later-vm]\nhost = 127.0.0.1\nport = ${vm.entry.port}\n`);
+      const added = await run(['console', 'url', 'later-vm', '--config-file', conf]);
+      assert.equal(added.code, 0, added.stderr);
+
+      assert.ok(!stderr.includes(token), 'the token is not in the server log');
+    } finally {
+      const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
+      server.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    }
+    assert.match(stderr, /"msg":"shutting down"/);
+  });
+
+  test('console url explains an unreachable API', async () => {
+    const conf = join(dir, 'noapi.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/state\n[api]\nport = ${await freePort()}\n`);
+    const res = await run(['console', 'url', 'x', '--config-file', conf]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /cannot reach the Porthole API at http:\/\/127\.0\.0\.1:\d+: .*is `porthole serve` running/);
+  });
+});

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parseIni } from '../../src/config/ini.js';
+import { buildConfig, loadConfig, validateSources } from '../../src/config/load.js';
+import { suggest } from '../../src/config/suggest.js';
+
+const ENV = { uid: 1000, home: '/home/op' };
+
+function check(text: string) {
+  return validateSources([{ file: 'porthole.conf', text }]);
+}
+
+test('INI: groups, entries with line numbers, comments, continuation lines', () => {
+  const doc = parseIni('# comment\n[vnc]\nnovncproxy_port = 6080\n; other\n[console]\nallowed_origins = a,\n  b\n', 'x.conf');
+  assert.deepEqual(doc.problems, []);
+  assert.deepEqual(doc.entries.map((e) => [e.group, e.key, e.value, e.line]), [
+    ['vnc', 'novncproxy_port', '6080', 3],
+    ['console', 'allowed_origins', 'a,\nb', 6],
+  ]);
+});
+
+test('INI: option before any group and garbage lines are problems with line numbers', () => {
+  const doc = parseIni('debug = true\n[vnc]\n!!!\n', 'x.conf');
+  assert.equal(doc.problems.length, 2);
+  assert.equal(doc.problems[0]?.line, 1);
+  assert.equal(doc.problems[1]?.line, 3);
+});
+
+test('defaults match nova.conf and the issue', () => {
+  const c = buildConfig(new Map(), ENV);
+  assert.equal(c.vnc.novncproxy_host, '0.0.0.0');
+  assert.equal(c.vnc.novncproxy_port, 6080);
+  assert.equal(c.vnc.novncproxy_base_url, 'http://127.0.0.1:6080/vnc_lite.html');
+  assert.equal(c.consoleauth.token_ttl, 600);
+  assert.equal(c.cache.backend, 'sqlite');
+  assert.equal(c.api.host, '127.0.0.1');
+  assert.equal(c.api.port, 6070);
+  assert.equal(c.compute.driver, 'static');
+  assert.equal(c.DEFAULT.state_path, '/home/op/.local/state/porthole');
+  assert.equal(c.cache.sqlite_path, '/home/op/.local/state/porthole/tokens.sqlite');
+  assert.equal(buildConfig(new Map(), { uid: 0, home: '/root' }).DEFAULT.state_path, '/var/lib/porthole');
+});
+
+test('config is deep-frozen', () => {
+  const c = buildConfig(new Map(), ENV);
+  assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.vnc));
+  assert.throws(() => { (c.vnc as { novncproxy_port: number }).novncproxy_port = 1; });
+});
+
+test('unknown option gets a did-you-mean with file and line', () => {
+  const { problems } = check('[vnc]\nnovncproxy_prot = 6080\n');
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0]?.line, 2);
+  assert.equal(problems[0]?.message, '[vnc] novncproxy_prot: unknown option, did you mean novncproxy_port?');
+});
+
+test('option in the wrong group says where it belongs', () => {
+  const { problems } = check('[vnc]\ntoken_ttl = 60\n');
+  assert.match(problems[0]?.message ?? '', /\[vnc\] token_ttl: unknown option; it belongs in \[consoleauth\]/);
+});
+
+test('unknown group gets a did-you-mean', () => {
+  const { problems } = check('[consolauth]\ntoken_ttl = 60\n');
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0]?.message, '[consolauth]: unknown group, did you mean [consoleauth]?');
+});
+
+test('bad types and ranges are errors naming what was expected', () => {
+  const { problems } = check('[vnc]\nnovncproxy_port = 70000\nenabled = maybe\nnovncproxy_base_url = ftp://x/\n[consoleauth]\ntoken_ttl = ten\n[cache]\nbackend = mongodb\n');
+  const messages = problems.map((p) => p.message);
+  assert.deepEqual(messages, [
+    '[vnc] novncproxy_port: must be from 0 to 65535, got 70000',
+    '[vnc] enabled: expected true or false, got "maybe"',
+    '[vnc] novncproxy_base_url: expected an http:// or https:// URL, got scheme "ftp:"',
+    '[consoleauth] token_ttl: expected a whole number from 1 to 604800, got "ten"',
+    '[cache] backend: expected one of sqlite, memory, got "mongodb"',
+  ]);
+});
+
+test('legacy [DEFAULT] names are accepted with a warning naming the new option', () => {
+  const { values, problems } = check('[DEFAULT]\nvncserver_proxyclient_address = 10.0.0.5\nnovncproxy_port = 6081\nvnc_enabled = false\n');
+  assert.equal(values.get('vnc.server_proxyclient_address'), '10.0.0.5');
+  assert.equal(values.get('vnc.novncproxy_port'), 6081);
+  assert.equal(values.get('vnc.enabled'), false);
+  assert.ok(problems.every((p) => p.severity === 'warning'));
+  assert.equal(problems[0]?.message, '[DEFAULT] vncserver_proxyclient_address is deprecated; use [vnc] server_proxyclient_address');
+});
+
+test('loadConfig lists every problem of every file at once; later files win', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-cfg-'));
+  const a = join(dir, 'a.conf');
+  const b = join(dir, 'b.conf');
+  await writeFile(a, '[vnc]\nnovncproxy_port = 7000\n[consoleauth]\ntoken_ttl = 30\n');
+  await writeFile(b, '[vnc]\nnovncproxy_port = 7001\n');
+  const ok = loadConfig([a, b]);
+  assert.equal(ok.config.vnc.novncproxy_port, 7001);
+  assert.equal(ok.config.consoleauth.token_ttl, 30);
+
+  await writeFile(b, '[vnc]\nnovncproxy_prot = 1\n[cache]\nbakend = memory\n');
+  assert.throws(() => loadConfig([a, b, join(dir, 'missing.conf')]), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'PH_ERR_CONFIG_INVALID');
+    assert.match(err.message, /3 problems/);
+    assert.match(err.message, /missing\.conf: cannot read config file: ENOENT/);
+    assert.match(err.message, /b\.conf:2: \[vnc\] novncproxy_prot: unknown option, did you mean novncproxy_port\?/);
+    assert.match(err.message, /b\.conf:4: \[cache\] bakend: unknown option, did you mean backend\?/);
+    return true;
+  });
+});
+
+test('suggest: close typos only', () => {
+  assert.equal(suggest('memcached_servers', ['memcache_servers', 'backend']), 'memcache_servers');
+  assert.equal(suggest('zzzz', ['backend', 'sqlite_path']), undefined);
+});

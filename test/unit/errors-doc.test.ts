@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { ERROR_CATALOGUE, closeReasonFor, type ErrorCode } from '../../src/errors.js';
+import { SCHEMA } from '../../src/config/schema.js';
+
+const codes = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
+
+test('docs/errors.md lists exactly the codes of src/errors.ts, with the same statuses', async () => {
+  const doc = await readFile('docs/errors.md', 'utf8');
+  const rows = [...doc.matchAll(/^\| `(PH_ERR_[A-Z_]+)` \| (\d+) \| (\d+) \|/gm)].map((m) => [m[1], Number(m[2]), Number(m[3])]);
+  assert.deepEqual(rows.map((r) => r[0]).sort(), [...codes].sort());
+  for (const [code, http, ws] of rows) {
+    const spec = ERROR_CATALOGUE[code as ErrorCode];
+    assert.equal(http, spec.httpStatus, `${code} HTTP`);
+    assert.equal(ws, spec.wsCloseCode, `${code} close code`);
+  }
+});
+
+test('the console page explains every close code a console can end with', async () => {
+  const page = await readFile('web/porthole-console.js', 'utf8');
+  const explained = new Set([...page.matchAll(/^\s+(\d{4}): '/gm)].map((m) => Number(m[1])));
+  for (const code of codes) {
+    const ws = ERROR_CATALOGUE[code].wsCloseCode;
+    if (ws >= 4400) continue; // API-only codes never close a console
+    assert.ok(explained.has(ws), `${code} (${ws}) has no sentence in web/porthole-console.js`);
+  }
+});
+
+test('close reasons fit the 123-byte limit of RFC 6455 §5.5', () => {
+  for (const code of codes) assert.ok(Buffer.byteLength(closeReasonFor(code)) <= 123, code);
+});
+
+test('docs/config.md documents every option', async () => {
+  const doc = await readFile('docs/config.md', 'utf8');
+  for (const [group, options] of Object.entries(SCHEMA)) {
+    for (const name of Object.keys(options)) {
+      assert.ok(doc.includes(`| \`[${group}] ${name}\``), `[${group}] ${name} missing from docs/config.md`);
+    }
+  }
+});

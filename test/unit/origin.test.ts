@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { checkOrigin, hostnameOf } from '../../src/proxy/origin.js';
+
+const base = { allowedOrigins: [] as string[], expectedScheme: 'http:' };
+
+test('no Origin (native client) is allowed, as in Nova', () => {
+  assert.deepEqual(checkOrigin({ ...base, origin: undefined, host: 'proxy:6080' }), { ok: true });
+});
+
+test('Origin host must equal the Host header host', () => {
+  assert.equal(checkOrigin({ ...base, origin: 'http://proxy.example:6080', host: 'proxy.example:6080' }).ok, true);
+  assert.equal(checkOrigin({ ...base, origin: 'http://PROXY.example', host: 'proxy.example:6080' }).ok, true);
+  const v = checkOrigin({ ...base, origin: 'http://evil.example', host: 'proxy.example:6080' });
+  assert.deepEqual(v, { ok: false, reason: 'Origin header does not match this host' });
+});
+
+test('allowed_origins extends the accepted hosts', () => {
+  const o = { ...base, allowedOrigins: ['dashboard.example', '[::1]'] };
+  assert.equal(checkOrigin({ ...o, origin: 'http://dashboard.example', host: 'proxy:6080' }).ok, true);
+  assert.equal(checkOrigin({ ...o, origin: 'http://[::1]:8080', host: 'proxy:6080' }).ok, true);
+  assert.equal(checkOrigin({ ...o, origin: 'http://other.example', host: 'proxy:6080' }).ok, false);
+});
+
+test('scheme must fit the console page scheme', () => {
+  assert.deepEqual(checkOrigin({ ...base, expectedScheme: 'https:', origin: 'http://proxy', host: 'proxy' }),
+    { ok: false, reason: 'Origin header protocol does not match this host' });
+  assert.equal(checkOrigin({ ...base, expectedScheme: 'https:', origin: 'https://proxy', host: 'proxy' }).ok, true);
+  assert.equal(checkOrigin({ ...base, expectedScheme: 'http:', origin: 'https://proxy', host: 'proxy' }).ok, false);
+});
+
+test('garbage and null Origins are refused', () => {
+  for (const origin of ['null', 'not a url', 'file:///etc/passwd']) {
+    assert.equal(checkOrigin({ ...base, origin, host: 'proxy' }).ok, false, origin);
+  }
+});
+
+test('hostnameOf handles ports and IPv6', () => {
+  assert.equal(hostnameOf('Example.COM:6080'), 'example.com');
+  assert.equal(hostnameOf('[::1]:6080'), '::1');
+  assert.equal(hostnameOf('a b'), undefined);
+});
