@@ -41,6 +41,17 @@ async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 2
   });
 }
 
+/** The pid of the demo QEMU serving VNC display `display` (read from /proc, like ps). */
+async function findQemuPid(display: number): Promise<number | undefined> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.includes('porthole-demo') && argv.includes(`127.0.0.1:${display}`)) return Number(entry);
+  }
+  return undefined;
+}
+
 describe('porthole CLI', () => {
   let dir: string;
   let vm: DemoVm;
@@ -125,6 +136,45 @@ describe('porthole CLI', () => {
       assert.equal(await exited, 0);
     }
     assert.match(stderr, /"msg":"shutting down"/);
+  });
+
+  test('serve --demo boots a QEMU VM, prints a working console URL, and stops the VM on SIGTERM', async () => {
+    const proxyPort = await freePort();
+    const conf = join(dir, 'demo.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/demo-state\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n` +
+      `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[api]\nport = ${await freePort()}\n[cache]\nbackend = memory\n`);
+    const server = spawn(process.execPath, [BIN, 'serve', '--demo', '--config-file', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    server.stderr.resume();
+    let qemuPid: number | undefined;
+    let vncPort = 0;
+    try {
+      const out = await waitForOutput(server, /token=[A-Za-z0-9_-]{32}\n/);
+      const url = new URL(/(http:\/\/\S+token=[A-Za-z0-9_-]{32})\n/.exec(out)?.[1] ?? '');
+      vncPort = Number(/demo VM: +127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+      qemuPid = await findQemuPid(vncPort - 5900);
+      assert.ok(qemuPid !== undefined, 'the demo QEMU process runs');
+      const { version, types } = await rfbSecurityTypes(`ws://127.0.0.1:${proxyPort}/websockify?token=${url.searchParams.get('token')}`);
+      assert.equal(version, 'RFB 003.008\n');
+      assert.deepEqual(types, [1]);
+    } finally {
+      const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
+      server.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    }
+    assert.equal(await findQemuPid(vncPort - 5900), undefined, 'the demo VM is gone after SIGTERM');
+  });
+
+  test('serve --demo without QEMU says how to install it', async () => {
+    const conf = join(dir, 'noqemu.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/noqemu-state\n[cache]\nbackend = memory\n`);
+    const res = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, 'serve', '--demo', '--config-file', conf], { env: { ...process.env, PATH: '/nonexistent' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /PH_ERR_DEMO_UNAVAILABLE: --demo needs QEMU: qemu-system-x86_64 is not on PATH\. Install it with `apt-get install qemu-system-x86`/);
   });
 
   test('console url explains an unreachable API', async () => {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -131,5 +132,56 @@ describe('relay with misbehaving peers', () => {
     while (flood.sockets.size > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(flood.sockets.size, before);
     assert.equal(gw.gateway.sessionCount, 0);
+  });
+});
+
+describe('timeouts', () => {
+  test('a VNC server that never answers the TCP handshake → 4011 after [console] connect_timeout', async () => {
+    const { Socket } = await import('node:net');
+    const gw = await startTestGateway({
+      ini: '[console]\nconnect_timeout = 1\n[cache]\nbackend = memory\n',
+      builtin: [{ name: 'blackhole', host: '127.0.0.1', port: 9, protocol: 'vnc' }],
+      // A socket that is never connected stands in for a firewall that drops SYNs.
+      extra: { connect: () => new Socket() },
+    });
+    try {
+      const token = (await gw.mint('blackhole')).body.token as string;
+      const started = Date.now();
+      const ws = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl });
+      const [code, reason] = await new Promise<[number, string]>((r) => ws.on('close', (c: number, why: Buffer) => r([c, why.toString()])));
+      assert.equal(code, 4011);
+      assert.match(reason, /^PH_ERR_UPSTREAM_TIMEOUT/);
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 900 && elapsed < 3000, `${elapsed} ms`);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a browser that stops answering pings is dropped (PH_ERR_CLIENT_TIMEOUT); others keep their console', async () => {
+    const holder = createServer((s) => { s.on('error', () => s.destroy()); s.write('RFB 003.008\n'); });
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({
+      ini: '[console]\nping_interval = 1\n[cache]\nbackend = memory\n',
+      builtin: [{ name: 'idle', host: '127.0.0.1', port: (holder.address() as AddressInfo).port, protocol: 'vnc' }],
+    });
+    try {
+      const token = (await gw.mint('idle')).body.token as string;
+      const alive = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl });
+      const dead = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl });
+      await Promise.all([once(alive, 'message'), once(dead, 'message')]);
+      dead.pause(); // a frozen tab: reads nothing, answers no ping
+      // A paused client never reads the FIN, so watch the proxy's side: within two ping intervals.
+      const deadline = Date.now() + 4000;
+      while (gw.gateway.sessionCount > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(gw.gateway.sessionCount, 1, 'the silent browser was dropped, the answering one keeps its console');
+      assert.ok(gw.logLines.some((l) => l.includes('PH_ERR_CLIENT_TIMEOUT')), 'the drop is logged with its code');
+      dead.terminate();
+      assert.equal(alive.readyState, WebSocket.OPEN);
+      alive.close();
+    } finally {
+      await gw.close();
+      await new Promise((r) => holder.close(r));
+    }
   });
 });

@@ -1,0 +1,413 @@
+/**
+ * Relay benchmark: Porthole against raw TCP and against websockify (Debian package), in one run,
+ * reported as ratios. Loopback only. Usage: `npm run bench` (needs `apt-get install websockify`
+ * for the websockify column; without it that column is skipped).
+ *
+ * Every path relays to the same local TCP servers (a source that streams, a sink that counts, an
+ * echo, a greeter that sends an RFB version line, a holder for idle sessions, a flooder). The
+ * WebSocket client is the `ws` package in this process for both proxies, so the client's cost is
+ * the same on both sides of a ratio. Porthole and websockify each run as a separate process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+
+const MiB = 1024 * 1024;
+const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SETUP_SECONDS = Number(process.env.BENCH_SETUP_SECONDS ?? 3);
+const SETUP_CONCURRENCY = 8;
+const RTT_MESSAGES = 5000;
+const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 200);
+const GREETING = Buffer.from('RFB 003.008\n');
+
+type TargetName = 'source' | 'sink' | 'echo' | 'greeter' | 'holder' | 'flooder';
+
+interface Targets {
+  ports: Record<TargetName, number>;
+  close(): Promise<void>;
+}
+
+async function listen(handler: (s: Socket) => void): Promise<Server> {
+  const server = createServer({ noDelay: true }, (s) => {
+    s.on('error', () => s.destroy());
+    handler(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
+async function startTargets(): Promise<Targets> {
+  const chunk = Buffer.alloc(256 * 1024, 0x42);
+  const sockets = new Set<Socket>();
+  const track = (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); };
+  const servers: Record<TargetName, Server> = {
+    // Streams BULK_BYTES then ends.
+    source: await listen((s) => {
+      track(s);
+      let left = BULK_BYTES;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { s.once('drain', pump); return; }
+        }
+        s.end();
+      };
+      pump();
+    }),
+    // Counts; answers one byte when BULK_BYTES arrived.
+    sink: await listen((s) => {
+      track(s);
+      let got = 0;
+      s.on('data', (d) => { got += d.length; if (got >= BULK_BYTES) s.end(Buffer.from([1])); });
+    }),
+    echo: await listen((s) => { track(s); s.on('data', (d) => s.write(d)); }),
+    greeter: await listen((s) => { track(s); s.end(GREETING); }),
+    holder: await listen((s) => { track(s); s.write(GREETING); }),
+    flooder: await listen((s) => {
+      track(s);
+      const pump = () => { while (!s.destroyed) if (!s.write(chunk)) { s.once('drain', pump); return; } };
+      pump();
+    }),
+  };
+  const ports = Object.fromEntries(Object.entries(servers).map(([k, v]) => [k, (v.address() as AddressInfo).port])) as Record<TargetName, number>;
+  return {
+    ports,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await Promise.all(Object.values(servers).map((srv) => new Promise((r) => srv.close(r))));
+    },
+  };
+}
+
+/** A way to open a connection to a named target: raw TCP, or a WebSocket through a proxy. */
+interface Path {
+  readonly name: string;
+  readonly pid?: number;
+  open(target: TargetName): Promise<Conn>;
+  close(): Promise<void>;
+}
+
+interface Conn {
+  onData(fn: (d: Buffer) => void): void;
+  send(d: Buffer): void;
+  pauseReading(): void;
+  /** Bytes queued in this process, not yet handed to the kernel. */
+  buffered(): number;
+  done: Promise<void>;
+  destroy(): void;
+}
+
+function rawPath(targets: Targets): Path {
+  return {
+    name: 'raw TCP',
+    async open(target) {
+      const s = connect({ host: '127.0.0.1', port: targets.ports[target], noDelay: true });
+      await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+      return {
+        onData: (fn) => s.on('data', fn),
+        send: (d) => { s.write(d); },
+        pauseReading: () => s.pause(),
+        buffered: () => s.writableLength,
+        done: new Promise<void>((r) => s.once('close', () => r())),
+        destroy: () => s.destroy(),
+      };
+    },
+    async close() {},
+  };
+}
+
+function wsConn(url: string, origin: string): Promise<Conn> {
+  const ws = new WebSocket(url, ['binary'], { origin, perMessageDeflate: false, maxPayload: 0 });
+  return new Promise((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('open', () => {
+      ws.off('error', reject);
+      ws.on('error', () => ws.terminate());
+      resolve({
+        onData: (fn) => ws.on('message', fn as (d: WebSocket.RawData) => void),
+        send: (d) => ws.send(d),
+        pauseReading: () => ws.pause(),
+        buffered: () => ws.bufferedAmount,
+        done: new Promise<void>((r) => ws.once('close', () => r())),
+        destroy: () => ws.terminate(),
+      });
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not listen on ${port}`);
+}
+
+async function freePort(): Promise<number> {
+  const srv = await listen(() => undefined);
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function porthholePath(targets: Targets, dir: string): Promise<Path> {
+  const proxyPort = await freePort();
+  const apiPort = await freePort();
+  const inventory = Object.entries(targets.ports).map(([name, port]) => `[${name}]\nhost = 127.0.0.1\nport = ${port}\n`).join('');
+  await writeFile(join(dir, 'inventory.ini'), inventory);
+  await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\n` +
+    `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n` +
+    `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n`);
+  const child = spawn(process.execPath, ['bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  await waitForPort(apiPort, child, 'porthole');
+  const key = (await readFile(join(dir, 'state', 'api-key'), 'utf8')).trim();
+  const tokens = {} as Record<TargetName, string>;
+  for (const name of Object.keys(targets.ports) as TargetName[]) {
+    const res = await fetch(`http://127.0.0.1:${apiPort}/v1/consoles`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ instance: name }),
+    });
+    tokens[name] = ((await res.json()) as { token: string }).token;
+  }
+  const origin = `http://127.0.0.1:${proxyPort}`;
+  return {
+    name: 'porthole',
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
+    open: (target) => wsConn(`ws://127.0.0.1:${proxyPort}/websockify?token=${tokens[target]}`, origin),
+    close: () => stopChild(child),
+  };
+}
+
+async function websockifyPath(targets: Targets, dir: string): Promise<Path | undefined> {
+  const port = await freePort();
+  const tokenFile = join(dir, 'websockify-tokens.cfg');
+  await writeFile(tokenFile, Object.entries(targets.ports).map(([name, p]) => `${name}: 127.0.0.1:${p}\n`).join(''));
+  const child = spawn('websockify', ['--token-plugin', 'TokenFile', '--token-source', tokenFile, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const failed = await new Promise<boolean>((r) => { child.once('error', () => r(true)); setTimeout(() => r(false), 300); });
+  if (failed) return undefined;
+  await waitForPort(port, child, 'websockify');
+  return {
+    name: 'websockify',
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
+    open: (target) => wsConn(`ws://127.0.0.1:${port}/websockify?token=${target}`, `http://127.0.0.1:${port}`),
+    close: () => stopChild(child),
+  };
+}
+
+/** RSS of a process and all its descendants (websockify forks one process per connection). */
+async function treeRssBytes(pid: number): Promise<number> {
+  const children = new Map<number, number[]>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid)?.push(Number(entry));
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop() as number;
+    const status = await readFile(`/proc/${p}/status`, 'utf8').catch(() => '');
+    total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+    stack.push(...(children.get(p) ?? []));
+  }
+  return total;
+}
+
+async function down(path: Path): Promise<number> {
+  let best = 0;
+  for (let i = 0; i < ROUNDS; i++) {
+    const c = await path.open('source');
+    let got = 0;
+    const start = process.hrtime.bigint();
+    await new Promise<void>((resolve) => {
+      c.onData((d) => { got += d.length; if (got >= BULK_BYTES) resolve(); });
+      void c.done.then(() => resolve());
+    });
+    const secs = Number(process.hrtime.bigint() - start) / 1e9;
+    c.destroy();
+    if (got < BULK_BYTES) throw new Error(`${path.name}: got ${got} of ${BULK_BYTES} bytes`);
+    best = Math.max(best, got / MiB / secs);
+  }
+  return best;
+}
+
+async function up(path: Path): Promise<number> {
+  let best = 0;
+  const chunk = Buffer.alloc(256 * 1024, 0x41);
+  for (let i = 0; i < ROUNDS; i++) {
+    const c = await path.open('sink');
+    const start = process.hrtime.bigint();
+    const acked = new Promise<void>((resolve) => c.onData(() => resolve()));
+    // Stay ahead of the relay without queueing the whole gigabyte in this process.
+    let sent = 0;
+    while (sent < BULK_BYTES) {
+      if (c.buffered() > 4 * MiB) {
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      c.send(chunk);
+      sent += chunk.length;
+    }
+    await acked;
+    const secs = Number(process.hrtime.bigint() - start) / 1e9;
+    c.destroy();
+    best = Math.max(best, BULK_BYTES / MiB / secs);
+  }
+  return best;
+}
+
+async function roundTrips(path: Path): Promise<number> {
+  const c = await path.open('echo');
+  const msg = Buffer.alloc(16, 7);
+  let n = 0;
+  const start = process.hrtime.bigint();
+  await new Promise<void>((resolve) => {
+    let pending = 0;
+    c.onData((d) => {
+      pending -= d.length;
+      if (pending > 0) return;
+      if (++n >= RTT_MESSAGES) { resolve(); return; }
+      pending = msg.length;
+      c.send(msg);
+    });
+    pending = msg.length;
+    c.send(msg);
+  });
+  const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  c.destroy();
+  return n / secs;
+}
+
+async function setups(path: Path): Promise<number> {
+  const deadline = Date.now() + SETUP_SECONDS * 1000;
+  let done = 0;
+  const start = Date.now();
+  await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
+    while (Date.now() < deadline) {
+      const c = await path.open('greeter');
+      await new Promise<void>((resolve) => { c.onData(() => resolve()); void c.done.then(() => resolve()); });
+      c.destroy();
+      done++;
+    }
+  }));
+  return done / ((Date.now() - start) / 1000);
+}
+
+async function idleMemory(path: Path): Promise<number | undefined> {
+  if (path.pid === undefined) return undefined;
+  await new Promise((r) => setTimeout(r, 500));
+  const before = await treeRssBytes(path.pid);
+  const conns: Conn[] = [];
+  for (let i = 0; i < IDLE_SESSIONS; i++) {
+    const c = await path.open('holder');
+    await new Promise<void>((resolve) => c.onData(() => resolve()));
+    conns.push(c);
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = await treeRssBytes(path.pid);
+  for (const c of conns) c.destroy();
+  await new Promise((r) => setTimeout(r, 1000));
+  return (after - before) / IDLE_SESSIONS;
+}
+
+async function stalledReader(path: Path): Promise<number | undefined> {
+  if (path.pid === undefined) return undefined;
+  const before = await treeRssBytes(path.pid);
+  const c = await path.open('flooder');
+  c.pauseReading();
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await treeRssBytes(path.pid);
+  c.destroy();
+  await new Promise((r) => setTimeout(r, 500));
+  return after - before;
+}
+
+interface Row {
+  metric: string;
+  unit: string;
+  values: Record<string, number | undefined>;
+  better: 'higher' | 'lower';
+}
+
+function fmt(v: number | undefined, unit: string): string {
+  if (v === undefined) return 'n/a';
+  if (unit === 'KiB') return `${(v / 1024).toFixed(1)} KiB`;
+  if (unit === 'MiB') return `${(v / MiB).toFixed(1)} MiB`;
+  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${unit}`;
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-'));
+  const targets = await startTargets();
+  const paths: Path[] = [rawPath(targets)];
+  const porthole = await porthholePath(targets, dir);
+  paths.push(porthole);
+  const websockify = await websockifyPath(targets, dir);
+  if (websockify) paths.push(websockify);
+  else process.stderr.write('websockify not found (apt-get install websockify): its column is skipped\n');
+  const rows: Row[] = [
+    { metric: 'relay down (VM → browser)', unit: 'MiB/s', values: {}, better: 'higher' },
+    { metric: 'relay up (browser → VM)', unit: 'MiB/s', values: {}, better: 'higher' },
+    { metric: 'small-message round trips', unit: 'msg/s', values: {}, better: 'higher' },
+    { metric: 'session setups', unit: '/s', values: {}, better: 'higher' },
+    { metric: 'memory per idle session', unit: 'KiB', values: {}, better: 'lower' },
+    { metric: 'memory, stalled reader + flooding VM (3 s)', unit: 'MiB', values: {}, better: 'lower' },
+  ];
+  try {
+    for (const p of paths) {
+      process.stderr.write(`measuring ${p.name}…\n`);
+      const [r0, r1, r2, r3, r4, r5] = rows as [Row, Row, Row, Row, Row, Row];
+      r0.values[p.name] = await down(p);
+      r1.values[p.name] = await up(p);
+      r2.values[p.name] = await roundTrips(p);
+      r3.values[p.name] = await setups(p);
+      r4.values[p.name] = await idleMemory(p);
+      r5.values[p.name] = await stalledReader(p);
+    }
+  } finally {
+    for (const p of paths) await p.close();
+    await targets.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const lines = [
+    `Porthole relay benchmark — ${BULK_BYTES / MiB} MiB bulk transfers (best of ${ROUNDS}), ${SETUP_CONCURRENCY} concurrent setups for ${SETUP_SECONDS} s, ${IDLE_SESSIONS} idle sessions; loopback, same run`,
+    '',
+    '| metric | raw TCP | websockify | porthole | porthole / websockify | porthole / raw TCP |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const raw = r.values['raw TCP'];
+    const wsf = r.values.websockify;
+    const ph = r.values.porthole;
+    const inv = r.better === 'lower';
+    lines.push(`| ${r.metric} | ${fmt(raw, r.unit)} | ${fmt(wsf, r.unit)} | ${fmt(ph, r.unit)} | ${inv ? `${ratio(wsf, ph)} less` : ratio(ph, wsf)} | ${inv ? 'n/a' : ratio(ph, raw)} |`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+await main();
