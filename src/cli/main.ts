@@ -47,16 +47,17 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
   const logger = createLogger({ debug: config.DEFAULT.debug, destination: pino.destination({ dest: 2, sync: false }) });
   let demo: DemoVm | undefined;
   if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
-  let gateway: Gateway | undefined;
+  let created: Gateway | undefined;
   let addresses;
   try {
-    gateway = await Gateway.create({ config, logger, generateApiKey: true, builtinInstances: demo ? [demo.entry] : [] });
-    addresses = await gateway.start();
+    created = await Gateway.create({ config, logger, generateApiKey: true, builtinInstances: demo ? [demo.entry] : [] });
+    addresses = await created.start();
   } catch (err) {
-    await gateway?.close();
+    await created?.close();
     await demo?.stop();
     throw err;
   }
+  const gateway = created;
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(`Porthole ${packageVersion()} is running (config: ${files.length > 0 ? files.join(', ') : 'built-in defaults'})`);
   out(`  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
@@ -78,7 +79,7 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
       }
       stopping = true;
       logger.info({ signal, graceSeconds: config.console.shutdown_grace_period }, 'shutting down');
-      (gateway as Gateway).close(config.console.shutdown_grace_period * 1000)
+      gateway.close(config.console.shutdown_grace_period * 1000)
         .then(() => demo?.stop())
         .catch((err: unknown) => logger.error({ err }, 'error during shutdown'))
         .finally(() => resolve());

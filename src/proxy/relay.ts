@@ -1,24 +1,34 @@
 /**
  * The hot path: bytes between a browser's WebSocket and a VNC server's TCP socket, with
- * backpressure both ways. Written by hand (not stream.pipeline over a WebSocket duplex) so that
- * nothing is allocated per chunk: handlers are bound once, send options are one frozen object,
- * and pausing uses ws's own pause()/resume() and one flush callback.
+ * backpressure both ways. Written by hand (not stream.pipeline over a WebSocket duplex) to keep
+ * per-chunk work minimal:
+ * - the VNC side is read with `onread` into one reusable buffer per session, bypassing the Readable
+ *   stream machinery and the 64 KiB allocation Node makes for every read; the buffer is replaced
+ *   only when ws had to queue a chunk (the queued chunk still points into it);
+ * - handlers are bound once, send options are one frozen object, and pausing uses ws's own
+ *   pause()/resume() and one flush callback.
  */
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 
 /**
- * Bytes queued towards the browser before the VNC side is paused. With one 64 KiB TCP read on top,
+ * Bytes queued towards the browser before the VNC side is paused. With one read buffer on top,
  * this bounds what a session holds in user space however fast the VM draws and however slowly the
  * browser reads.
  */
 export const DEFAULT_WS_HIGH_WATER_BYTES = 512 * 1024;
 
+/**
+ * Largest single read from the VNC server. The buffer is allocated with allocUnsafeSlow on the
+ * session's first read and its pages become resident only as far as reads fill them, so an idle
+ * console costs a page or two, not the whole buffer.
+ */
+export const READ_BUFFER_BYTES = 64 * 1024;
+
 const SEND_BINARY = Object.freeze({ binary: true, compress: false, fin: true });
 
 export interface RelayOptions {
   readonly ws: WebSocket;
-  readonly tcp: Socket;
   readonly wsHighWaterBytes?: number;
   /** A text frame arrived (the 'binary' subprotocol carries only binary frames). */
   readonly onProtocolError: () => void;
@@ -28,31 +38,40 @@ export class Relay {
   bytesToServer = 0;
   bytesToClient = 0;
   readonly #ws: WebSocket;
-  readonly #tcp: Socket;
   readonly #highWater: number;
   readonly #onProtocolError: () => void;
+  #tcp: Socket | undefined;
+  #readBuffer: Buffer | undefined;
   #tcpPausedByUs = false;
+  #running = false;
+
+  /** Pass to net.connect({ onread }) when creating the VNC-side socket. */
+  readonly onread: OnReadOpts;
 
   constructor(options: RelayOptions) {
     this.#ws = options.ws;
-    this.#tcp = options.tcp;
     this.#highWater = options.wsHighWaterBytes ?? DEFAULT_WS_HIGH_WATER_BYTES;
     this.#onProtocolError = options.onProtocolError;
+    this.onread = { buffer: this.#nextReadBuffer, callback: this.#onServerRead };
   }
 
-  start(): void {
+  /** Start relaying over a connected socket that was created with {@link Relay.onread}. */
+  start(tcp: Socket): void {
+    this.#tcp = tcp;
+    this.#running = true;
     this.#ws.on('message', this.#onClientMessage);
-    this.#tcp.on('data', this.#onServerData);
-    this.#tcp.on('drain', this.#onServerDrain);
+    tcp.on('drain', this.#onServerDrain);
     this.#ws.resume();
-    this.#tcp.resume();
+    tcp.resume();
   }
 
   stop(): void {
+    this.#running = false;
     this.#ws.off('message', this.#onClientMessage);
-    this.#tcp.off('data', this.#onServerData);
-    this.#tcp.off('drain', this.#onServerDrain);
+    this.#tcp?.off('drain', this.#onServerDrain);
   }
+
+  readonly #nextReadBuffer = (): Buffer => (this.#readBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
 
   /** Browser → VNC server. A full TCP buffer pauses reading from the browser until 'drain'. */
   readonly #onClientMessage = (data: RawData, isBinary: boolean): void => {
@@ -62,7 +81,7 @@ export class Relay {
     }
     const chunk = data as Buffer; // binaryType 'nodebuffer': always one Buffer
     this.bytesToServer += chunk.length;
-    if (!this.#tcp.write(chunk)) this.#ws.pause();
+    if (!(this.#tcp as Socket).write(chunk)) this.#ws.pause();
   };
 
   readonly #onServerDrain = (): void => {
@@ -70,26 +89,33 @@ export class Relay {
   };
 
   /**
-   * VNC server → browser. When the WebSocket's queue would pass the high-water mark, this chunk is
-   * sent with a flush callback and the TCP side pauses; ws calls back once the chunk (and so all
+   * VNC server → browser, called by Node for every read into the session's buffer. Returning
+   * false pauses the socket. When the WebSocket's queue would pass the high-water mark, this chunk
+   * is sent with a flush callback and reading pauses; ws calls back once the chunk (and so all
    * before it) reached the kernel, and reading resumes.
    */
-  readonly #onServerData = (chunk: Buffer): void => {
-    this.bytesToClient += chunk.length;
-    if (this.#ws.bufferedAmount + chunk.length > this.#highWater) {
-      this.#tcp.pause();
+  readonly #onServerRead = (bytes: number, buffer: Uint8Array): boolean => {
+    if (!this.#running) return false;
+    this.bytesToClient += bytes;
+    const chunk = (buffer as Buffer).subarray(0, bytes);
+    const pause = this.#ws.bufferedAmount + bytes > this.#highWater;
+    if (pause) {
       this.#tcpPausedByUs = true;
       this.#ws.send(chunk, SEND_BINARY, this.#onClientFlushed);
     } else {
       this.#ws.send(chunk, SEND_BINARY);
     }
+    // ws queued the chunk instead of handing it to the kernel: it still points into our buffer,
+    // so the next read must go to a fresh one.
+    if (this.#ws.bufferedAmount > 0) this.#readBuffer = undefined;
+    return !pause;
   };
 
   readonly #onClientFlushed = (err?: Error | null): void => {
     // Streams call back with null (not undefined) on success.
-    if (!err && this.#tcpPausedByUs) {
+    if (!err && this.#tcpPausedByUs && this.#running) {
       this.#tcpPausedByUs = false;
-      this.#tcp.resume();
+      this.#tcp?.resume();
     }
   };
 }

@@ -37,9 +37,7 @@ export interface ConsoleProxyOptions {
   readonly maxPayloadBytes?: number;
 }
 
-function defaultConnect(target: { host: string; port: number }) {
-  return netConnect({ host: target.host, port: target.port, noDelay: true });
-}
+const defaultConnect: ConnectFn = (target) => netConnect({ host: target.host, port: target.port, noDelay: true, onread: target.onread });
 
 /** Reject an upgrade with a real HTTP answer and drop the socket (ws's abortHandshake). */
 function abortHandshake(socket: Duplex, status: number, code: string, message: string): void {

@@ -4,7 +4,7 @@
  * code that says why, and releases the TCP side and timers exactly once.
  */
 import { channel } from 'node:diagnostics_channel';
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { closeReasonFor, PortholeError } from '../errors.js';
@@ -24,7 +24,8 @@ const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
 export const sessionOpenChannel = channel('porthole:session:open');
 export const sessionCloseChannel = channel('porthole:session:close');
 
-export type ConnectFn = (target: { host: string; port: number }) => Socket;
+/** Opens the VNC-side socket; must pass `onread` through to net.connect (the relay reads with it). */
+export type ConnectFn = (target: { host: string; port: number; onread: OnReadOpts }) => Socket;
 
 export interface ConsoleSessionOptions {
   readonly id: string;
@@ -89,7 +90,12 @@ export class ConsoleSession {
     this.#instance = info.instance;
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');
-    const tcp = this.#options.connect({ host: info.host, port: info.port });
+    this.#relay = new Relay({
+      ws: this.#ws,
+      ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
+      onProtocolError: () => this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary'),
+    });
+    const tcp = this.#options.connect({ host: info.host, port: info.port, onread: this.#relay.onread });
     this.#tcp = tcp;
     tcp.setNoDelay(true);
     tcp.pause();
@@ -110,14 +116,7 @@ export class ConsoleSession {
     clearTimeout(this.#connectTimer);
     if (this.#state !== 'connecting') return;
     this.#transition('relaying');
-    const tcp = this.#tcp as Socket;
-    this.#relay = new Relay({
-      ws: this.#ws,
-      tcp,
-      ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
-      onProtocolError: () => this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary'),
-    });
-    this.#relay.start();
+    this.#relay?.start(this.#tcp as Socket);
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
     if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
   }
