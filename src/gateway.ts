@@ -11,7 +11,9 @@ import { loadApiKeys, type ApiKeySource } from './api/keys.js';
 import { createApiServer } from './api/server.js';
 import type { ComputeDriver } from './compute/driver.js';
 import type { InventoryEntry } from './compute/inventory.js';
+import { LibvirtDriver } from './compute/libvirt-driver.js';
 import { StaticDriver } from './compute/static-driver.js';
+import { createVirshRunner } from './compute/virsh.js';
 import type { Config } from './config/schema.js';
 import { PortholeError } from './errors.js';
 import { ConsoleProxy } from './proxy/server.js';
@@ -44,6 +46,29 @@ export interface GatewayAddresses {
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The closed registry of compute drivers. */
+async function createComputeDriver(config: Config, logger: Logger, store: TokenStore, builtin: readonly InventoryEntry[]): Promise<ComputeDriver> {
+  switch (config.compute.driver) {
+    case 'static':
+      return StaticDriver.open({ inventoryFile: config.static.inventory_file, builtin, logger });
+    case 'libvirt': {
+      if (builtin.length > 0) logger.warn('built-in instances (--demo) are served by the static driver only; ignored with driver = libvirt');
+      const driver = new LibvirtDriver({
+        virsh: createVirshRunner(config.libvirt.connection_uri),
+        connectionUri: config.libvirt.connection_uri,
+        proxyClientAddress: config.vnc.server_proxyclient_address,
+        logger,
+        pollIntervalMs: config.libvirt.poll_interval * 1000,
+        onDomainStopped: (name) => store.revokeInstance(name),
+      });
+      // Not fatal: the gateway still starts, and says exactly what is wrong here and in /healthz.
+      const health = await driver.health();
+      if (!health.ok) logger.error({ code: 'PH_ERR_LIBVIRT_UNAVAILABLE' }, `compute driver libvirt is not usable: ${health.detail ?? ''}`);
+      return driver;
+    }
+  }
 }
 
 export class Gateway {
@@ -90,6 +115,7 @@ export class Gateway {
       pingIntervalMs: parts.config.console.ping_interval * 1000,
       health,
       ...(opts.connect ? { connect: opts.connect } : {}),
+      ...(parts.driver.verifyTarget ? { verifyTarget: parts.driver.verifyTarget.bind(parts.driver) } : {}),
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
     });
   }
@@ -100,11 +126,7 @@ export class Gateway {
     const apiKeys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const store = await createTokenStore(config, options.clock);
     try {
-      const driver = await StaticDriver.open({
-        inventoryFile: config.static.inventory_file,
-        builtin: options.builtinInstances ?? [],
-        logger: logger.child({ component: 'compute' }),
-      });
+      const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
       const site = await StaticSite.load(
         [
           { prefix: '/', dir: join(packageRoot(), 'web') },

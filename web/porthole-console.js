@@ -21,6 +21,8 @@ export const CLOSE_REASONS = {
   4012: 'The VM\'s VNC server closed the connection (the VM was stopped, rebooted or migrated).',
   4013: 'The console proxy cannot reach its token store right now. Try again in a moment.',
   4014: 'The connection to the console timed out.',
+  4015: 'This console link belongs to a VM that has since stopped or moved. Ask for a new console URL.',
+  4016: 'The console proxy cannot ask the hypervisor (libvirt) about this VM right now. Try again in a moment.',
 };
 
 const params = new URLSearchParams(window.location.search);

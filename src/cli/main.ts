@@ -8,7 +8,12 @@ import { pino } from 'pino';
 import { loadApiKeys } from '../api/keys.js';
 import { formatProblem, loadConfig, type LoadedConfig } from '../config/load.js';
 import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../demo/qemu-demo.js';
+import { LibvirtDriver } from '../compute/libvirt-driver.js';
+import { createVirshRunner } from '../compute/virsh.js';
+import type { Config } from '../config/schema.js';
 import { isPortholeError } from '../errors.js';
+import { auditHost } from '../ops/audit-host.js';
+import { vncDisplay } from '../ops/vncdisplay.js';
 import { Gateway, packageVersion } from '../gateway.js';
 import { createLogger } from '../log.js';
 
@@ -64,6 +69,8 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
   out(`  console proxy: ${addresses.proxy}`);
   out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
   out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
+  const driverHealth = await gateway.driver.health();
+  if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
   if (demo) {
     const minted = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'vnc', type: 'novnc' });
     out(`  demo VM:       ${demo.entry.host}:${demo.entry.port}, instance "${DEMO_INSTANCE}"`);
@@ -112,6 +119,55 @@ async function consoleUrl(instance: string, opts: { configFile: string[]; protoc
   process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : `${body.url}\n`);
 }
 
+function libvirtDriverFor(config: Config): LibvirtDriver {
+  return new LibvirtDriver({
+    virsh: createVirshRunner(config.libvirt.connection_uri),
+    connectionUri: config.libvirt.connection_uri,
+    proxyClientAddress: config.vnc.server_proxyclient_address,
+    logger: pino({ level: 'silent' }),
+    pollIntervalMs: 3_600_000,
+    onDomainStopped: async () => undefined,
+  });
+}
+
+async function vncdisplayCommand(instance: string, opts: { configFile: string[]; json?: boolean }): Promise<void> {
+  const { config } = readConfig(opts.configFile);
+  const driver = libvirtDriverFor(config);
+  try {
+    const r = await vncDisplay(driver, instance);
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    } else {
+      process.stdout.write(`${r.display}\n`);
+      process.stdout.write(`listen:        ${r.listen}${r.port === undefined ? '' : ` port ${r.port}`}\n`);
+      process.stdout.write(`proxy target:  ${r.proxyTarget ?? '(none)'}\n`);
+      process.stdout.write(`reachable:     ${r.reachable ? 'yes' : 'no'} (${r.detail})\n`);
+    }
+    if (!r.reachable) throw new CliExit(1, `the proxy cannot reach ${r.domain}'s VNC server: ${r.detail}`);
+  } finally {
+    await driver.close();
+  }
+}
+
+async function auditCommand(opts: { configFile: string[]; json?: boolean }): Promise<void> {
+  const { config } = readConfig(opts.configFile);
+  const report = await auditHost({ virsh: createVirshRunner(config.libvirt.connection_uri), serverListen: config.vnc.server_listen });
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else if (report.findings.length === 0) {
+    process.stdout.write(`no problems found (${report.domainsChecked} running domains, ${report.listenersChecked} qemu listening sockets)\n`);
+  } else {
+    const rows = report.findings.map((f) => [f.severity.toUpperCase(), f.code, f.domain, f.message]);
+    const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+    for (const [i, f] of report.findings.entries()) {
+      const r = rows[i] as string[];
+      process.stdout.write(`${r.slice(0, 3).map((c, j) => c.padEnd(widths[j] ?? 0)).join('  ')}  ${f.message}\n`);
+      process.stdout.write(`${' '.repeat((widths[0] ?? 0) + (widths[1] ?? 0) + (widths[2] ?? 0) + 6)}fix: ${f.fix}\n`);
+    }
+  }
+  if (report.findings.length > 0) process.exitCode = 1;
+}
+
 function configCheck(opts: { configFile: string[] }): void {
   const { files } = readConfig(opts.configFile);
   process.stdout.write(`configuration OK (${files.length > 0 ? files.join(', ') : 'built-in defaults'})\n`);
@@ -137,6 +193,17 @@ export function buildProgram(): Command {
     .option('--api <url>', 'API base URL (default from [api] host/port)')
     .option('--json', 'print the whole API answer as JSON')
     .action(consoleUrl);
+  program.command('vncdisplay')
+    .description('where a libvirt domain\'s VNC server listens (like `virsh vncdisplay`) and whether the proxy can reach it')
+    .argument('<instance>', 'domain name or UUID')
+    .addOption(configOption())
+    .option('--json', 'machine-readable output')
+    .action(vncdisplayCommand);
+  program.command('audit')
+    .description('find VNC/SPICE consoles on this hypervisor that listen on 0.0.0.0/::, lack auth, or drifted from their definition')
+    .addOption(configOption())
+    .option('--json', 'machine-readable output')
+    .action(auditCommand);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')

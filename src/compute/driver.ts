@@ -1,5 +1,5 @@
 /** How Porthole finds an instance's console endpoint. */
-import type { ConsoleProtocol } from '../tokens/store.js';
+import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
 
 /** Where the proxy must connect for one console. The host is the hypervisor's management address. */
 export interface ConsoleTarget {
@@ -14,7 +14,8 @@ export interface InstanceSummary {
   readonly name: string;
   readonly uuid?: string | undefined;
   readonly state: string;
-  readonly protocols: readonly ConsoleProtocol[];
+  /** Console kinds the instance has (vnc, spice, serial…). */
+  readonly protocols: readonly string[];
 }
 
 export interface DriverHealth {
@@ -32,6 +33,11 @@ export interface ComputeDriver {
    */
   resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined>;
   list(): Promise<InstanceSummary[]>;
+  /**
+   * Optional connect-time re-check that the token's target still belongs to its instance.
+   * @throws PortholeError PH_ERR_TARGET_STALE when it does not.
+   */
+  verifyTarget?(info: ConnectInfo): Promise<void>;
   health(): Promise<DriverHealth>;
   close(): Promise<void>;
 }

@@ -80,7 +80,7 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
 }
 
 export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory'] as const;
-export const COMPUTE_DRIVERS = ['static'] as const;
+export const COMPUTE_DRIVERS = ['static', 'libvirt'] as const;
 
 export const SCHEMA = {
   DEFAULT: {
@@ -121,7 +121,13 @@ export const SCHEMA = {
       'File with one API key per line. Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
   },
   compute: {
-    driver: option(oneOf(COMPUTE_DRIVERS), 'static', 'How instances are found: static (an inventory file).'),
+    driver: option(oneOf(COMPUTE_DRIVERS), 'static',
+      'How instances are found: static (an inventory file) or libvirt (live domain XML from libvirtd on this host).'),
+  },
+  libvirt: {
+    connection_uri: option(parseString, 'qemu:///system', 'libvirt connection URI used through virsh.'),
+    poll_interval: option(intIn(1, 3600), 5,
+      'Seconds between checks that domains with live console tokens still run; tokens of stopped or undefined domains are revoked.'),
   },
   static: {
     inventory_file: option(parseString, '', 'INI file of instances: one [name] section with host, port, optional uuid and protocol.'),

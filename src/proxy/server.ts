@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PortholeError, isPortholeError } from '../errors.js';
-import type { TokenStore } from '../tokens/store.js';
+import type { ConnectInfo, TokenStore } from '../tokens/store.js';
 import { tokenLogId } from '../tokens/token.js';
 import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
@@ -33,6 +33,8 @@ export interface ConsoleProxyOptions {
   readonly pingIntervalMs: number;
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
   readonly connect?: ConnectFn;
+  /** Connect-time re-check of a valid token's target (the libvirt driver's stale-port guard). */
+  readonly verifyTarget?: (info: ConnectInfo) => Promise<void>;
   readonly wsHighWaterBytes?: number;
   readonly maxPayloadBytes?: number;
 }
@@ -142,10 +144,21 @@ export class ConsoleProxy {
       };
     }
     switch (lookup.status) {
-      case 'valid': return { ok: true, connectInfo: lookup.connectInfo };
+      case 'valid': return this.#verify(lookup.connectInfo);
       case 'expired': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_EXPIRED') };
       case 'revoked': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_REVOKED') };
       case 'unknown': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_INVALID') };
+    }
+  }
+
+  async #verify(connectInfo: ConnectInfo): Promise<SessionAuth> {
+    if (this.#options.verifyTarget === undefined) return { ok: true, connectInfo };
+    try {
+      await this.#options.verifyTarget(connectInfo);
+      return { ok: true, connectInfo };
+    } catch (err) {
+      // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
+      return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };
     }
   }
 

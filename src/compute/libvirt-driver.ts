@@ -1,0 +1,130 @@
+/**
+ * libvirt compute driver: instances are domains on this host's libvirtd, resolved by name or UUID
+ * from the live domain XML. It also guards against stale ports (CVE-2013-0335 class: a deleted
+ * VM's console port reused by another VM): tokens record domain UUID + port, `verifyTarget` re-checks
+ * at connect time, and a poll revokes the tokens of domains that stopped or were undefined.
+ */
+import type { Logger } from 'pino';
+import { PortholeError } from '../errors.js';
+import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
+import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import type { ComputeDriver, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
+import { vncTargetOf } from './libvirt-console.js';
+import { VirshError, type VirshRunner } from './virsh.js';
+
+export interface LibvirtDriverOptions {
+  readonly virsh: VirshRunner;
+  readonly connectionUri: string;
+  readonly proxyClientAddress: string;
+  readonly logger: Logger;
+  readonly pollIntervalMs: number;
+  /** Called when a domain with tokens minted here stops or disappears (the gateway revokes its tokens). */
+  readonly onDomainStopped: (name: string) => Promise<unknown>;
+}
+
+export class LibvirtDriver implements ComputeDriver {
+  readonly name = 'libvirt';
+  readonly #o: LibvirtDriverOptions;
+  /** Domains this node minted tokens for: uuid → name. */
+  readonly #watched = new Map<string, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #polling = false;
+
+  constructor(options: LibvirtDriverOptions) {
+    this.#o = options;
+    this.#timer = setInterval(() => { void this.#poll(); }, options.pollIntervalMs);
+    this.#timer.unref();
+  }
+
+  #wrap(err: unknown, what: string): PortholeError {
+    if (err instanceof VirshError && err.kind !== 'not-found') {
+      return new PortholeError('PH_ERR_LIBVIRT_UNAVAILABLE', `libvirt (${this.#o.connectionUri}): ${what}: ${err.message}`, { cause: err });
+    }
+    return new PortholeError('PH_ERR_INTERNAL', `libvirt: ${what}: ${(err as Error).message}`, { cause: err });
+  }
+
+  /** Live domain XML, or undefined when no such domain. */
+  async domain(instance: string, flags: readonly string[] = []): Promise<DomainInfo | undefined> {
+    let xml: string;
+    try {
+      xml = await this.#o.virsh(['dumpxml', ...flags, '--', instance]);
+    } catch (err) {
+      if (err instanceof VirshError && err.kind === 'not-found') return undefined;
+      throw this.#wrap(err, `dumpxml ${instance}`);
+    }
+    try {
+      return parseDomainXml(xml);
+    } catch (err) {
+      throw this.#wrap(err, `parsing the XML of ${instance}`);
+    }
+  }
+
+  async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
+    const domain = await this.domain(instance);
+    if (domain === undefined) return undefined;
+    if (protocol !== 'vnc') throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `the libvirt driver serves VNC consoles, not ${protocol}`);
+    const target = vncTargetOf(domain, this.#o.proxyClientAddress);
+    this.#watched.set(domain.uuid, domain.name);
+    return target;
+  }
+
+  /**
+   * At connect time: does the domain the token was minted for still run and own that port?
+   * @throws PortholeError PH_ERR_TARGET_STALE, PH_ERR_LIBVIRT_UNAVAILABLE
+   */
+  async verifyTarget(info: ConnectInfo): Promise<void> {
+    if (info.instanceUuid === undefined) return;
+    const domain = await this.domain(info.instanceUuid);
+    const stale = (why: string) => new PortholeError('PH_ERR_TARGET_STALE', `token for ${info.instance} (${info.instanceUuid}) port ${info.port}: ${why}`);
+    if (domain === undefined) throw stale('the domain no longer exists');
+    if (!domain.running) throw stale('the domain is not running');
+    const port = domain.graphics.find((g) => g.type === 'vnc')?.port;
+    if (port !== info.port) throw stale(`the domain's VNC server is now on port ${port ?? 'none'}`);
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#polling || this.#watched.size === 0) return;
+    this.#polling = true;
+    try {
+      const running = new Set((await this.#o.virsh(['list', '--uuid'])).split('\n').map((l) => l.trim().toLowerCase()).filter(Boolean));
+      for (const [uuid, name] of this.#watched) {
+        if (running.has(uuid)) continue;
+        this.#watched.delete(uuid);
+        await this.#o.onDomainStopped(name);
+        this.#o.logger.info({ domain: name, uuid }, 'domain stopped or undefined: its console tokens were revoked');
+      }
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message }, 'libvirt lifecycle poll failed');
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  async list(): Promise<InstanceSummary[]> {
+    let names: string[];
+    try {
+      names = (await this.#o.virsh(['list', '--all', '--name'])).split('\n').map((l) => l.trim()).filter(Boolean);
+    } catch (err) {
+      throw this.#wrap(err, 'list');
+    }
+    const out: InstanceSummary[] = [];
+    for (const name of names) {
+      const d = await this.domain(name);
+      if (d) out.push({ name: d.name, uuid: d.uuid, state: d.running ? 'running' : 'shut off', protocols: d.graphics.map((g) => g.type) });
+    }
+    return out;
+  }
+
+  async health(): Promise<DriverHealth> {
+    try {
+      await this.#o.virsh(['uri']);
+      return { driver: this.name, ok: true, detail: `${this.#o.connectionUri} reachable` };
+    } catch (err) {
+      return { driver: this.name, ok: false, detail: `libvirt (${this.#o.connectionUri}): ${(err as Error).message}` };
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+  }
+}

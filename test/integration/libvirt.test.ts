@@ -1,0 +1,179 @@
+/**
+ * The libvirt driver against a real libvirtd + QEMU (TCG, diskless domains): minting by name and
+ * UUID, RFB through the proxy, shut-off and destroyed domains, the stale-port guard, vncdisplay,
+ * audit, and Chromium showing a domain's SeaBIOS screen.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { launchChromium, litPixels } from '../helpers/browser.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { ensureLibvirt, TestDomains, virsh } from '../helpers/libvirt.js';
+import { openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
+
+const BIN = join(process.cwd(), 'bin', 'porthole.js');
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('libvirt driver against real libvirtd', () => {
+  let stopLibvirt: () => Promise<void>;
+  const domains = new TestDomains();
+  let gw: TestGateway;
+  let dir: string;
+  let conf: string;
+  const vms: Array<{ name: string; uuid: string; port: number }> = [];
+
+  before(async () => {
+    stopLibvirt = await ensureLibvirt();
+    for (const n of ['ph-t-a', 'ph-t-b', 'ph-t-c']) vms.push(await domains.create(n));
+    await domains.define('ph-t-off');
+    // poll_interval is long here so the connect-time port re-check is what is tested.
+    gw = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 3600\n' });
+    dir = await mkdtemp(join(tmpdir(), 'porthole-libvirt-'));
+    conf = join(dir, 'porthole.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/state\n[compute]\ndriver = libvirt\n`);
+  });
+
+  after(async () => {
+    await gw?.close();
+    await domains.cleanup();
+    await rm(dir, { recursive: true, force: true });
+    await stopLibvirt?.();
+  });
+
+  const ws = (token: string) => `${gw.wsUrl}?token=${token}`;
+
+  test('GET /v1/instances lists domains with state and console protocols', async () => {
+    const res = await gw.api('GET', '/v1/instances');
+    assert.equal(res.status, 200);
+    const list = res.body.instances as Array<{ name: string; uuid: string; state: string; protocols: string[] }>;
+    const mine = list.filter((i) => i.name.startsWith('ph-t-')).sort((a, b) => a.name.localeCompare(b.name));
+    assert.deepEqual(mine.map((i) => [i.name, i.state, i.protocols]), [
+      ['ph-t-a', 'running', ['vnc']], ['ph-t-b', 'running', ['vnc']], ['ph-t-c', 'running', ['vnc']], ['ph-t-off', 'shut off', ['vnc']],
+    ]);
+  });
+
+  test('mint by name and by UUID; the RFB handshake reaches each domain through the proxy', async () => {
+    for (const vm of vms) {
+      for (const key of [vm.name, vm.uuid]) {
+        const minted = await gw.mint(key);
+        assert.equal(minted.status, 201, JSON.stringify(minted.body));
+        assert.equal(minted.body.instance, vm.name);
+        const { version, types } = await rfbSecurityTypes(ws(minted.body.token as string), gw.proxyUrl);
+        assert.equal(version, 'RFB 003.008\n');
+        assert.deepEqual(types, [1]);
+      }
+    }
+  });
+
+  test('shut-off domain → 409 PH_ERR_INSTANCE_NOT_RUNNING; unknown → 404', async () => {
+    const off = await gw.mint('ph-t-off');
+    assert.equal(off.status, 409);
+    assert.equal(off.body.code, 'PH_ERR_INSTANCE_NOT_RUNNING');
+    const unknown = await gw.mint('ph-t-nope');
+    assert.equal(unknown.status, 404);
+  });
+
+  test('a domain restarted on another port: the old token cannot reach what now listens on the old port', async () => {
+    const victim = await domains.create('ph-t-victim');
+    const token = (await gw.mint('ph-t-victim')).body.token as string;
+    await virsh('destroy', 'ph-t-victim');
+    const intruder = await domains.create('ph-t-intruder');
+    assert.equal(intruder.port, victim.port, 'libvirt gave the freed port to the next domain');
+    await virsh('start', 'ph-t-victim');
+    assert.notEqual(await domains.port('ph-t-victim'), victim.port);
+    const out = await openConsole(ws(token), { origin: gw.proxyUrl });
+    assert.equal(out.closeCode, 4015);
+    assert.match(out.closeReason ?? '', /^PH_ERR_TARGET_STALE/);
+    assert.equal(out.received.length, 0, 'not one byte from the other domain');
+  });
+
+  test('a domain destroyed after minting: its token stops working (stale at once, revoked by the poll)', async () => {
+    const g2 = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 1\n' });
+    try {
+      await domains.create('ph-t-doomed');
+      const token = (await g2.mint('ph-t-doomed')).body.token as string;
+      await virsh('destroy', 'ph-t-doomed');
+      const first = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
+      assert.ok(first.closeCode === 4015 || first.closeCode === 4004, `close code ${first.closeCode}`);
+      await new Promise((r) => setTimeout(r, 2500));
+      const later = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
+      assert.equal(later.closeCode, 4004, 'the lifecycle poll revoked the token');
+      await virsh('start', 'ph-t-doomed');
+      const restarted = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
+      assert.equal(restarted.closeCode, 4004, 'a revoked token stays revoked when the domain comes back');
+    } finally {
+      await g2.close();
+    }
+  });
+
+  test('porthole vncdisplay prints the display, listen address and reachability', async () => {
+    const vm = vms[0] as { name: string; port: number };
+    const res = await cli(['vncdisplay', vm.name, '--config-file', conf]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout.split('\n')[0], `:${vm.port - 5900}`);
+    assert.match(res.stdout, new RegExp(`listen: +127\\.0\\.0\\.1 port ${vm.port}`));
+    assert.match(res.stdout, /reachable: +yes \(RFB 003\.008\)/);
+    const off = await cli(['vncdisplay', 'ph-t-off', '--config-file', conf]);
+    assert.equal(off.code, 1);
+    assert.match(off.stderr, /PH_ERR_INSTANCE_NOT_RUNNING/);
+  });
+
+  test('porthole audit: clean host → exit 0; a 0.0.0.0 domain and a drifted domain are exactly what it reports', async () => {
+    const clean = await cli(['audit', '--config-file', conf]);
+    assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+    assert.match(clean.stdout, /no problems found/);
+
+    await domains.create('ph-t-wild', '0.0.0.0');
+    await domains.create('ph-t-drift', '127.0.0.1');
+    const inactive = (await virsh('dumpxml', '--inactive', 'ph-t-drift')).replaceAll("'127.0.0.1'", "'0.0.0.0'");
+    await writeFile(join(dir, 'drift.xml'), inactive);
+    await virsh('define', join(dir, 'drift.xml')); // new definition; the running qemu keeps 127.0.0.1
+
+    const res = await cli(['audit', '--json', '--config-file', conf]);
+    assert.equal(res.code, 1);
+    const report = JSON.parse(res.stdout) as { findings: Array<{ code: string; domain: string; fix: string }> };
+    assert.deepEqual(report.findings.map((f) => [f.code, f.domain]).sort(), [
+      ['PH_AUDIT_LISTEN_DRIFT', 'ph-t-drift'],
+      ['PH_AUDIT_NO_AUTH', 'ph-t-wild'],
+      ['PH_AUDIT_WILDCARD_LISTEN', 'ph-t-wild'],
+    ]);
+    const human = await cli(['audit', '--config-file', conf]);
+    assert.equal(human.code, 1);
+    assert.match(human.stdout, /PH_AUDIT_WILDCARD_LISTEN .*ph-t-wild .*listens on 0\.0\.0\.0:\d+ \(qemu pid \d+\)/);
+    assert.match(human.stdout, /fix: .*virsh destroy ph-t-drift && virsh start ph-t-drift/);
+    await virsh('destroy', 'ph-t-wild');
+    await virsh('destroy', 'ph-t-drift');
+  });
+
+  test('Chromium shows a libvirt domain\'s SeaBIOS screen through the proxy', async () => {
+    const out = join(process.cwd(), 'test-output', 'e2e');
+    await mkdir(out, { recursive: true });
+    const browser = await launchChromium();
+    try {
+      const tab = await browser.newPage({ viewport: { width: 900, height: 560 } });
+      await tab.goto((await gw.mint('ph-t-b')).body.url as string);
+      await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+      let lit = 0;
+      const deadline = Date.now() + 15_000;
+      while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
+      await tab.screenshot({ path: join(out, 'libvirt-domain.png') });
+      assert.ok(lit >= 500, `canvas has ${lit} lit pixels`);
+      assert.match((await tab.locator('#status').textContent()) ?? '', /ph-t-b/);
+    } finally {
+      await browser.close();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { parseDomainXml } from '../../src/compute/domain-xml.js';
+import { vncTargetOf } from '../../src/compute/libvirt-console.js';
+
+const fixture = async (name: string) => parseDomainXml(await readFile(`test/fixtures/libvirt/${name}.xml`, 'utf8'));
+
+test('running domain with autoport: live port, listen, running', async () => {
+  const d = await fixture('running-autoport');
+  assert.equal(d.name, 'phx1');
+  assert.match(d.uuid, /^[0-9a-f-]{36}$/);
+  assert.equal(d.running, true);
+  assert.deepEqual(d.graphics.map((g) => [g.type, g.port, g.autoport, g.listenAddress, g.hasPassword]), [['vnc', 5900, true, '127.0.0.1', false]]);
+  assert.deepEqual(vncTargetOf(d, '127.0.0.1'), { instance: 'phx1', instanceUuid: d.uuid, protocol: 'vnc', host: '127.0.0.1', port: 5900 });
+});
+
+test('<domstatus> wrapper (/run/libvirt/qemu/NAME.xml) is read like the live XML', async () => {
+  const d = await fixture('domstatus');
+  assert.equal(d.running, true);
+  assert.equal(d.graphics[0]?.port, 5900);
+});
+
+test('inactive and shut-off XML: port -1 is no port, not running → PH_ERR_INSTANCE_NOT_RUNNING', async () => {
+  for (const name of ['inactive-autoport', 'shutoff']) {
+    const d = await fixture(name);
+    assert.equal(d.running, false);
+    assert.equal(d.graphics[0]?.port, undefined);
+    assert.throws(() => vncTargetOf(d, '127.0.0.1'), (e: Error & { code?: string }) => e.code === 'PH_ERR_INSTANCE_NOT_RUNNING');
+  }
+});
+
+test('spice + vnc: both graphics, VNC chosen', async () => {
+  const d = await fixture('spice');
+  assert.deepEqual(d.graphics.map((g) => [g.type, g.listenAddress]), [['spice', '0.0.0.0'], ['vnc', '127.0.0.1']]);
+});
+
+test('no graphics → PH_ERR_INSTANCE_NO_CONSOLE', async () => {
+  const d = { ...(await fixture('nographics')), running: true };
+  assert.deepEqual(d.graphics, []);
+  assert.throws(() => vncTargetOf(d, '127.0.0.1'), (e: Error & { code?: string }) => e.code === 'PH_ERR_INSTANCE_NO_CONSOLE');
+});
+
+test('unix socket listen and network listen', async () => {
+  const sock = { ...(await fixture('socket')), running: true };
+  assert.equal(sock.graphics[0]?.listens[0]?.type, 'socket');
+  assert.throws(() => vncTargetOf(sock, '127.0.0.1'), (e: Error & { code?: string; message: string }) =>
+    e.code === 'PH_ERR_INSTANCE_CONSOLE_UNREACHABLE' && /unix socket/.test(e.message));
+  const net = await fixture('network');
+  assert.deepEqual(net.graphics[0]?.listens, [{ type: 'network', address: undefined, network: 'default', socket: undefined }]);
+});
+
+test('loopback listen while the proxy is remote is a clear error', async () => {
+  const d = await fixture('running-autoport');
+  assert.throws(() => vncTargetOf(d, '10.0.0.5'), (e: Error & { code?: string; message: string }) =>
+    e.code === 'PH_ERR_INSTANCE_CONSOLE_UNREACHABLE' && /listens only on 127\.0\.0\.1, but the proxy reaches this host through 10\.0\.0\.5/.test(e.message));
+});
+
+test('--security-info XML exposes the password; wildcard listen parsed', async () => {
+  const d = await fixture('wildcard-passwd-secinfo');
+  assert.equal(d.graphics[0]?.listenAddress, '0.0.0.0');
+  assert.equal(d.graphics[0]?.hasPassword, true);
+  assert.equal(d.graphics[0]?.password, 's3cret');
+});
+
+test('not a domain → error', () => {
+  assert.throws(() => parseDomainXml('<network><name>x</name></network>'), /no <domain>/);
+  assert.throws(() => parseDomainXml('<domain><name>x</name></domain>'), /without <name> or <uuid>/);
+});
