@@ -74,9 +74,12 @@ export class ConsoleService {
     };
   }
 
-  /** Revoke every token of an instance (by name or UUID as the driver knows it). */
+  /**
+   * Revoke every token of an instance, by name or UUID. An instance the driver no longer knows
+   * (deleted VM) is revoked by the name given: its tokens must stop working all the same.
+   */
   async revoke(instance: string): Promise<number> {
-    const target = await this.#o.driver.resolve(instance, 'vnc').catch(() => undefined);
-    return this.#o.store.revokeInstance(target?.instance ?? instance);
+    const name = await this.#o.driver.canonicalName(instance);
+    return this.#o.store.revokeInstance(name ?? instance);
   }
 }

@@ -33,6 +33,8 @@ export interface ComputeDriver {
    */
   resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined>;
   list(): Promise<InstanceSummary[]>;
+  /** The canonical instance name for a name or UUID, whatever its state; undefined when unknown. */
+  canonicalName(instance: string): Promise<string | undefined>;
   /**
    * Optional connect-time re-check that the token's target still belongs to its instance.
    * @throws PortholeError PH_ERR_TARGET_STALE when it does not.

@@ -59,6 +59,10 @@ export class LibvirtDriver implements ComputeDriver {
     }
   }
 
+  async canonicalName(instance: string): Promise<string | undefined> {
+    return (await this.domain(instance))?.name;
+  }
+
   async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
     const domain = await this.domain(instance);
     if (domain === undefined) return undefined;

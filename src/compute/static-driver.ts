@@ -65,10 +65,19 @@ export class StaticDriver implements ComputeDriver {
     return this.#builtin.length === 0 ? this.#entries : [...this.#builtin, ...this.#entries];
   }
 
+  #find(instance: string): InventoryEntry | undefined {
+    const key = instance.toLowerCase();
+    return this.#all().find((e) => e.name === instance || (e.uuid !== undefined && e.uuid === key));
+  }
+
+  async canonicalName(instance: string): Promise<string | undefined> {
+    await this.#reload(false);
+    return this.#find(instance)?.name;
+  }
+
   async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
     await this.#reload(false);
-    const key = instance.toLowerCase();
-    const entry = this.#all().find((e) => e.name === instance || (e.uuid !== undefined && e.uuid === key));
+    const entry = this.#find(instance);
     if (!entry) return undefined;
     if (entry.protocol !== protocol) {
       throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${entry.protocol} console, not ${protocol}`);

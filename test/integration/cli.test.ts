@@ -9,20 +9,9 @@ import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { freePort } from '../helpers/net.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 import { rfbSecurityTypes } from '../helpers/ws-client.js';
+import { BIN, runCli } from '../helpers/cli.js';
 
-const BIN = join(process.cwd(), 'bin', 'porthole.js');
-
-function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
-}
+const run = runCli;
 
 async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
   let out = '';
