@@ -19,7 +19,7 @@ import { PortholeError } from './errors.js';
 import { ConsoleProxy } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
 import { createTokenStore } from './tokens/create-store.js';
-import type { TokenStore, TokenStoreClock } from './tokens/store.js';
+import { storeFingerprint, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageRoot } from './web/assets.js';
 import { StaticSite } from './web/static-site.js';
 
@@ -143,7 +143,7 @@ export class Gateway {
 
   async health(): Promise<{ ok: boolean } & Record<string, unknown>> {
     const [store, driver] = await Promise.all([
-      this.store.health().catch((err: unknown) => ({ backend: this.store.backend, ok: false, detail: (err as Error).message })),
+      this.store.health().catch((err: unknown) => ({ backend: this.store.backend, fingerprint: storeFingerprint(this.store.identity), ok: false, detail: (err as Error).message })),
       this.driver.health(),
     ]);
     return { ok: store.ok && driver.ok, version: this.#version, store, driver };

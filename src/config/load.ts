@@ -142,6 +142,25 @@ export function buildConfig(values: ReadonlyMap<string, unknown>, env: ResolveEn
 }
 
 /**
+ * Problems that involve more than one option. Pure. The shared-store checks exist because of an
+ * outage: a node whose store settings do not take effect silently keeps tokens to itself.
+ */
+export function crossCheck(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const c = config.cache;
+  const err = (message: string) => problems.push({ severity: 'error', message });
+  if (c.backend === 'redis' && c.redis_server === '') err('[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL)');
+  if (c.backend === 'memcached' && c.memcache_servers.length === 0) err('[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)');
+  if (c.backend !== 'memcached' && c.memcache_servers.length > 0) {
+    err(`[cache] memcache_servers is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = memcached (or remove memcache_servers)`);
+  }
+  if (c.backend !== 'redis' && c.redis_server !== '') {
+    err(`[cache] redis_server is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = redis (or remove redis_server)`);
+  }
+  return problems;
+}
+
+/**
  * Read, validate and freeze the config.
  * @throws PortholeError PH_ERR_CONFIG_INVALID listing every problem (details.problems), or
  *   PH_ERR_CONFIG_FILE_UNREADABLE when a named file cannot be read.
@@ -157,7 +176,12 @@ export function loadConfig(files: readonly string[], env?: Partial<ResolveEnviro
     }
   }
   const { values, problems } = validateSources(sources);
-  const errors = [...unreadable, ...problems.filter((p) => p.severity === 'error')];
+  const env2 = {
+    uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
+    home: env?.home ?? homedir(),
+  };
+  const cross = problems.some((p) => p.severity === 'error') ? [] : crossCheck(buildConfig(values, env2));
+  const errors = [...unreadable, ...problems.filter((p) => p.severity === 'error'), ...cross];
   if (errors.length > 0) {
     const code = unreadable.length > 0 && errors.length === unreadable.length ? 'PH_ERR_CONFIG_FILE_UNREADABLE' : 'PH_ERR_CONFIG_INVALID';
     throw new PortholeError(code,
@@ -165,9 +189,6 @@ export function loadConfig(files: readonly string[], env?: Partial<ResolveEnviro
         errors.map((p) => `  ${formatProblem(p)}`).join('\n'),
       { details: { problems: errors } });
   }
-  const config = buildConfig(values, {
-    uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
-    home: env?.home ?? homedir(),
-  });
+  const config = buildConfig(values, env2);
   return { config, warnings: problems.filter((p) => p.severity === 'warning'), files: [...files] };
 }

@@ -79,7 +79,21 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
   };
 }
 
-export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory'] as const;
+export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory', 'redis', 'memcached'] as const;
+/** oslo.cache / dogpile backend names operators carry over from nova.conf, mapped to ours. */
+export const TOKEN_STORE_BACKEND_ALIASES: Readonly<Record<string, (typeof TOKEN_STORE_BACKENDS)[number]>> = {
+  'oslo_cache.memcache_pool': 'memcached',
+  'dogpile.cache.memcached': 'memcached',
+  'dogpile.cache.pymemcache': 'memcached',
+  'dogpile.cache.bmemcached': 'memcached',
+  'dogpile.cache.redis': 'redis',
+  'dogpile.cache.redis_sentinel': 'redis',
+};
+
+function parseBackend(raw: string): (typeof TOKEN_STORE_BACKENDS)[number] {
+  const alias = TOKEN_STORE_BACKEND_ALIASES[raw.trim()];
+  return alias ?? oneOf(TOKEN_STORE_BACKENDS)(raw);
+}
 export const COMPUTE_DRIVERS = ['static', 'libvirt'] as const;
 
 export const SCHEMA = {
@@ -111,8 +125,12 @@ export const SCHEMA = {
       'On SIGTERM, seconds open consoles may keep running before they are closed with 1001.'),
   },
   cache: {
-    backend: option(oneOf(TOKEN_STORE_BACKENDS), 'sqlite', 'Token store: sqlite (persistent, one node) or memory.'),
+    backend: option(parseBackend, 'sqlite',
+      'Token store: sqlite (persistent, one node), memory (one node), or redis / memcached (shared by several nodes). oslo.cache names such as dogpile.cache.memcached are accepted.'),
     sqlite_path: option(parseString, '', 'SQLite token database file.', '<state_path>/tokens.sqlite'),
+    redis_server: option(parseString, '', 'Redis for backend = redis: host:port or redis://[:password@]host:port[/db].'),
+    memcache_servers: option(parseList, [] as readonly string[],
+      'memcached servers for backend = memcached: host:port,host:port (order does not matter; every node must list the same servers).'),
   },
   api: {
     host: option(parseHost, '127.0.0.1', 'Address the REST API listens on; keep it on loopback or a management network.'),

@@ -11,5 +11,13 @@ export async function createTokenStore(config: Config, clock?: TokenStoreClock):
       return new MemoryTokenStore(opts);
     case 'sqlite':
       return SqliteTokenStore.open({ path: config.cache.sqlite_path, ...opts });
+    case 'redis': {
+      const { RedisTokenStore } = await import('./redis-store.js');
+      return RedisTokenStore.open({ server: config.cache.redis_server, ...opts });
+    }
+    case 'memcached': {
+      const { MemcachedTokenStore } = await import('./memcached-store.js');
+      return MemcachedTokenStore.open({ servers: config.cache.memcache_servers, ...opts });
+    }
   }
 }

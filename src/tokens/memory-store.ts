@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 /** In-process token store: fast, lost on restart, private to one node. */
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 interface TokenRow {
   readonly connectInfo: ConnectInfo;
@@ -14,12 +16,15 @@ export interface MemoryTokenStoreOptions {
 
 export class MemoryTokenStore implements TokenStore {
   readonly backend = 'memory';
+  readonly identity: string;
+  readonly countsRevocations = true;
   readonly #rows = new Map<string, TokenRow>();
   readonly #byInstance = new Map<string, Set<string>>();
   readonly #clock: TokenStoreClock;
 
   constructor(options: MemoryTokenStoreOptions = {}) {
     this.#clock = options.clock ?? SYSTEM_CLOCK;
+    this.identity = `memory:${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   }
 
   async authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken> {
@@ -71,7 +76,7 @@ export class MemoryTokenStore implements TokenStore {
   }
 
   async health(): Promise<TokenStoreHealth> {
-    return { backend: this.backend, ok: true, detail: `${this.#rows.size} tokens (not shared with other nodes)` };
+    return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: true, detail: `${this.#rows.size} tokens (not shared with other nodes)` };
   }
 
   async close(): Promise<void> {

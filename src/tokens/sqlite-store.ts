@@ -5,10 +5,11 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { hostname } from 'node:os';
 import type DatabaseConstructor from 'better-sqlite3';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 type Database = DatabaseConstructor.Database;
 
@@ -53,6 +54,8 @@ function storeError(action: string, err: unknown): PortholeError {
 
 export class SqliteTokenStore implements TokenStore {
   readonly backend = 'sqlite';
+  readonly identity: string;
+  readonly countsRevocations = true;
   readonly path: string;
   readonly #db: Database;
   readonly #clock: TokenStoreClock;
@@ -64,6 +67,7 @@ export class SqliteTokenStore implements TokenStore {
   /** Use {@link SqliteTokenStore.open}: better-sqlite3 is loaded lazily so `memory` needs no native module. */
   private constructor(Driver: typeof DatabaseConstructor, options: SqliteTokenStoreOptions) {
     this.path = options.path;
+    this.identity = `sqlite:${hostname()}:${options.path}`;
     this.#clock = options.clock ?? SYSTEM_CLOCK;
     try {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
@@ -149,9 +153,9 @@ export class SqliteTokenStore implements TokenStore {
   async health(): Promise<TokenStoreHealth> {
     try {
       const row = this.#db.prepare('SELECT count(*) AS n FROM console_auth_tokens').get() as { n: number };
-      return { backend: this.backend, ok: true, detail: `${this.path}: ${row.n} tokens (not shared with other nodes)` };
+      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: true, detail: `${this.path}: ${row.n} tokens (not shared with other nodes)` };
     } catch (err) {
-      return { backend: this.backend, ok: false, detail: `${this.path}: ${(err as Error).message}` };
+      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: false, detail: `${this.path}: ${(err as Error).message}` };
     }
   }
 

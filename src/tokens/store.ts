@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /** The token store interface every backend implements, and what it stores. */
 
 export type ConsoleProtocol = 'vnc' | 'serial';
@@ -15,6 +17,18 @@ export interface ConnectInfo {
   readonly accessUrlBase: string;
 }
 
+/** A ConnectInfo read back from JSON (which drops undefined fields), with every field present. */
+export function connectInfoFromJson(json: string): ConnectInfo {
+  return normaliseConnectInfo(JSON.parse(json) as ConnectInfo);
+}
+
+export function normaliseConnectInfo(o: ConnectInfo): ConnectInfo {
+  return {
+    instance: o.instance, instanceUuid: o.instanceUuid, protocol: o.protocol, consoleType: o.consoleType,
+    host: o.host, port: o.port, accessUrlBase: o.accessUrlBase,
+  };
+}
+
 export interface IssuedToken {
   readonly token: string;
   readonly expiresAt: number; // ms since epoch
@@ -28,6 +42,8 @@ export type TokenLookup =
 
 export interface TokenStoreHealth {
   readonly backend: string;
+  /** Short hash of the store identity: equal on every node that shares this store. */
+  readonly fingerprint?: string;
   readonly ok: boolean;
   readonly detail?: string;
 }
@@ -39,6 +55,13 @@ export interface TokenStoreHealth {
  */
 export interface TokenStore {
   readonly backend: string;
+  /**
+   * What identifies the store this node uses (backend + normalised servers, or host + file for a
+   * private store), without secrets. Nodes that share tokens have equal fingerprints.
+   */
+  readonly identity: string;
+  /** False where the backend cannot count what revokeInstance revoked (memcached): it returns 0. */
+  readonly countsRevocations: boolean;
   /** Mint a token for `connectInfo`, valid for `ttlMs`. */
   authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken>;
   validate(token: string): Promise<TokenLookup>;
@@ -56,3 +79,8 @@ export interface TokenStoreClock {
 }
 
 export const SYSTEM_CLOCK: TokenStoreClock = { now: () => Date.now() };
+
+/** 16 hex digits of SHA-256 over a store identity. */
+export function storeFingerprint(identity: string): string {
+  return createHash('sha256').update(identity).digest('hex').slice(0, 16);
+}

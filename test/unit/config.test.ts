@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseIni } from '../../src/config/ini.js';
-import { buildConfig, loadConfig, validateSources } from '../../src/config/load.js';
+import { buildConfig, crossCheck, loadConfig, validateSources } from '../../src/config/load.js';
 import { suggest } from '../../src/config/suggest.js';
 
 const ENV = { uid: 1000, home: '/home/op' };
@@ -77,7 +77,7 @@ test('bad types and ranges are errors naming what was expected', () => {
     '[vnc] enabled: expected true or false, got "maybe"',
     '[vnc] novncproxy_base_url: expected an http:// or https:// URL, got scheme "ftp:"',
     '[consoleauth] token_ttl: expected a whole number from 1 to 604800, got "ten"',
-    '[cache] backend: expected one of sqlite, memory, got "mongodb"',
+    '[cache] backend: expected one of sqlite, memory, redis, memcached, got "mongodb"',
   ]);
 });
 
@@ -114,4 +114,26 @@ test('loadConfig lists every problem of every file at once; later files win', as
 test('suggest: close typos only', () => {
   assert.equal(suggest('memcached_servers', ['memcache_servers', 'backend']), 'memcache_servers');
   assert.equal(suggest('zzzz', ['backend', 'sqlite_path']), undefined);
+});
+
+test('the seed typo: [cache] memcached_servers is refused with a did-you-mean', () => {
+  const { problems } = check('[cache]\nbackend = dogpile.cache.memcached\nmemcached_servers = 10.0.0.1:11211,10.0.0.2:11211\n');
+  assert.deepEqual(problems.map((p) => [p.line, p.message]), [[3, '[cache] memcached_servers: unknown option, did you mean memcache_servers?']]);
+});
+
+test('oslo.cache backend names map to ours', () => {
+  const { values, problems } = check('[cache]\nbackend = oslo_cache.memcache_pool\nmemcache_servers = a:1\n');
+  assert.deepEqual(problems, []);
+  assert.equal(values.get('cache.backend'), 'memcached');
+  assert.equal(check('[cache]\nbackend = dogpile.cache.redis\n').values.get('cache.backend'), 'redis');
+});
+
+test('shared-store settings that would not take effect are errors, never a silent private store', () => {
+  const problems = (text: string) => crossCheck(buildConfig(check(text).values, ENV)).map((p) => p.message);
+  assert.deepEqual(problems('[cache]\nmemcache_servers = a:1,b:2\n'), [
+    '[cache] memcache_servers is set but [cache] backend = sqlite: tokens would stay private to this node; set backend = memcached (or remove memcache_servers)',
+  ]);
+  assert.deepEqual(problems('[cache]\nbackend = redis\n'), ['[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL)']);
+  assert.deepEqual(problems('[cache]\nbackend = memcached\n'), ['[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)']);
+  assert.deepEqual(problems('[cache]\nbackend = redis\nredis_server = 127.0.0.1:6379\n'), []);
 });
