@@ -6,13 +6,15 @@ import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { loadApiKeys } from '../api/keys.js';
-import { formatProblem, loadConfig, type LoadedConfig } from '../config/load.js';
+import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from '../config/load.js';
 import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../demo/qemu-demo.js';
 import { LibvirtDriver } from '../compute/libvirt-driver.js';
 import { createVirshRunner } from '../compute/virsh.js';
 import type { Config } from '../config/schema.js';
 import { isPortholeError } from '../errors.js';
 import { auditHost } from '../ops/audit-host.js';
+import { runDoctor, type DoctorFinding } from '../ops/doctor.js';
+import { createTokenStore } from '../tokens/create-store.js';
 import { vncDisplay } from '../ops/vncdisplay.js';
 import { Gateway, packageVersion } from '../gateway.js';
 import { createLogger } from '../log.js';
@@ -168,6 +170,41 @@ async function auditCommand(opts: { configFile: string[]; json?: boolean }): Pro
   if (report.findings.length > 0) process.exitCode = 1;
 }
 
+async function doctorCommand(opts: { configFile: string[]; peers?: string; json?: boolean }): Promise<void> {
+  const files = opts.configFile.length > 0 ? opts.configFile : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
+  let findings: DoctorFinding[];
+  try {
+    const { config, warnings } = loadConfig(files);
+    const peers = opts.peers !== undefined ? opts.peers.split(',').map((p) => p.trim()).filter(Boolean) : [...config.porthole.peers];
+    let store;
+    let openError: string | undefined;
+    try {
+      store = await createTokenStore(config);
+    } catch (err) {
+      openError = (err as Error).message;
+    }
+    try {
+      findings = await runDoctor({ config, warnings, store, peers, ...(openError === undefined ? {} : { openError }) });
+    } finally {
+      await store?.close();
+    }
+  } catch (err) {
+    if (!isPortholeError(err) || !err.code.startsWith('PH_ERR_CONFIG')) throw err;
+    const problems = (err.details?.problems as ConfigProblem[] | undefined) ?? [];
+    findings = problems.map((p) => ({ code: 'PH_DOCTOR_CONFIG_INVALID', severity: 'error', message: formatProblem(p), fix: 'fix the line named; unknown options are never ignored' }));
+  }
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify({ ok: !findings.some((f) => f.severity === 'error'), findings }, null, 2)}\n`);
+  } else {
+    const width = Math.max(...findings.map((f) => f.code.length));
+    for (const f of findings) {
+      process.stdout.write(`${f.severity.toUpperCase().padEnd(7)} ${f.code.padEnd(width)}  ${f.message}\n`);
+      if (f.fix) process.stdout.write(`${' '.repeat(width + 10)}fix: ${f.fix}\n`);
+    }
+  }
+  if (findings.some((f) => f.severity === 'error')) process.exitCode = 1;
+}
+
 function configCheck(opts: { configFile: string[] }): void {
   const { files } = readConfig(opts.configFile);
   process.stdout.write(`configuration OK (${files.length > 0 ? files.join(', ') : 'built-in defaults'})\n`);
@@ -204,6 +241,12 @@ export function buildProgram(): Command {
     .addOption(configOption())
     .option('--json', 'machine-readable output')
     .action(auditCommand);
+  program.command('doctor')
+    .description('check config, token store and (with --peers) that every node shares one token store')
+    .addOption(configOption())
+    .option('--peers <urls>', 'console proxy base URLs of all nodes, comma-separated (default [porthole] peers)')
+    .option('--json', 'machine-readable output')
+    .action(doctorCommand);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')

@@ -151,6 +151,14 @@ export function crossCheck(config: Config): ConfigProblem[] {
   const err = (message: string) => problems.push({ severity: 'error', message });
   if (c.backend === 'redis' && c.redis_server === '') err('[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL)');
   if (c.backend === 'memcached' && c.memcache_servers.length === 0) err('[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)');
+  const wantsDb = c.backend === 'postgresql' || c.backend === 'mysql';
+  if (wantsDb && c.connection === '') err(`[cache] backend = ${c.backend} needs [cache] connection (${c.backend}://user:pass@host:port/db)`);
+  if (wantsDb && c.connection !== '' && !new RegExp(`^${c.backend === 'mysql' ? '(mysql|mariadb)' : 'postgres(ql)?'}(\\+[a-z0-9_]+)?://`, 'i').test(c.connection)) {
+    err(`[cache] connection does not match [cache] backend = ${c.backend}`);
+  }
+  if (!wantsDb && c.connection !== '') {
+    err(`[cache] connection is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = postgresql or mysql (or remove connection)`);
+  }
   if (c.backend !== 'memcached' && c.memcache_servers.length > 0) {
     err(`[cache] memcache_servers is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = memcached (or remove memcache_servers)`);
   }

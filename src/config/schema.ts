@@ -79,7 +79,7 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
   };
 }
 
-export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory', 'redis', 'memcached'] as const;
+export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory', 'redis', 'memcached', 'postgresql', 'mysql'] as const;
 /** oslo.cache / dogpile backend names operators carry over from nova.conf, mapped to ours. */
 export const TOKEN_STORE_BACKEND_ALIASES: Readonly<Record<string, (typeof TOKEN_STORE_BACKENDS)[number]>> = {
   'oslo_cache.memcache_pool': 'memcached',
@@ -126,17 +126,23 @@ export const SCHEMA = {
   },
   cache: {
     backend: option(parseBackend, 'sqlite',
-      'Token store: sqlite (persistent, one node), memory (one node), or redis / memcached (shared by several nodes). oslo.cache names such as dogpile.cache.memcached are accepted.'),
+      'Token store: sqlite (persistent, one node), memory (one node), or redis / memcached / postgresql / mysql (shared by several nodes). oslo.cache names such as dogpile.cache.memcached are accepted.'),
     sqlite_path: option(parseString, '', 'SQLite token database file.', '<state_path>/tokens.sqlite'),
     redis_server: option(parseString, '', 'Redis for backend = redis: host:port or redis://[:password@]host:port[/db].'),
     memcache_servers: option(parseList, [] as readonly string[],
       'memcached servers for backend = memcached: host:port,host:port (order does not matter; every node must list the same servers).'),
+    connection: option(parseString, '',
+      'Database for backend = postgresql or mysql: postgresql://user:pass@host:port/db or mysql://user:pass@host:port/db (mysql+pymysql:// accepted).'),
   },
   api: {
     host: option(parseHost, '127.0.0.1', 'Address the REST API listens on; keep it on loopback or a management network.'),
     port: option(parseListenPort, 6070, 'Port of the REST API.'),
     auth_keys_file: option(parseString, '',
       'File with one API key per line. Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
+  },
+  porthole: {
+    peers: option(parseList, [] as readonly string[],
+      'Console proxy base URLs of every node of this deployment (http://10.0.0.1:6080,…), for `porthole doctor`.'),
   },
   compute: {
     driver: option(oneOf(COMPUTE_DRIVERS), 'static',

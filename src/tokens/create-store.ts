@@ -15,6 +15,11 @@ export async function createTokenStore(config: Config, clock?: TokenStoreClock):
       const { RedisTokenStore } = await import('./redis-store.js');
       return RedisTokenStore.open({ server: config.cache.redis_server, ...opts });
     }
+    case 'postgresql':
+    case 'mysql': {
+      const { SqlTokenStore } = await import('./sql-store.js');
+      return SqlTokenStore.open({ connection: config.cache.connection, ...opts });
+    }
     case 'memcached': {
       const { MemcachedTokenStore } = await import('./memcached-store.js');
       return MemcachedTokenStore.open({ servers: config.cache.memcache_servers, ...opts });

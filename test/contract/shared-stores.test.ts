@@ -5,18 +5,31 @@ import { after, before, describe, test } from 'node:test';
 import { MemcachedTokenStore, normaliseMemcacheServers } from '../../src/tokens/memcached-store.js';
 import { RedisTokenStore, redisDisplayName } from '../../src/tokens/redis-store.js';
 import { freePort } from '../helpers/net.js';
-import { startMemcached, startRedis, type RunningService } from '../helpers/services.js';
+import { startMariadb, startMemcached, startPostgres, startRedis, type DatabaseService, type RunningService } from '../helpers/services.js';
+import { SqlTokenStore } from '../../src/tokens/sql-store.js';
 import { info, ManualClock, tokenStoreContract } from './token-store.js';
 
 let redis: RunningService;
 let mc1: RunningService;
 let mc2: RunningService;
+let pg: DatabaseService;
+let maria: DatabaseService;
 
 before(async () => {
-  [redis, mc1, mc2] = await Promise.all([startRedis(), startMemcached(), startMemcached()]);
+  [redis, mc1, mc2, pg, maria] = await Promise.all([startRedis(), startMemcached(), startMemcached(), startPostgres(), startMariadb()]);
 });
 after(async () => {
-  await Promise.all([redis?.stop(), mc1?.stop(), mc2?.stop()]);
+  await Promise.all([redis?.stop(), mc1?.stop(), mc2?.stop(), pg?.destroy(), maria?.destroy()]);
+});
+
+tokenStoreContract('postgresql', async (clock) => {
+  const store = await SqlTokenStore.open({ connection: pg.url, clock });
+  return { store, reopen: async () => { await store.close(); return SqlTokenStore.open({ connection: pg.url, clock }); } };
+});
+
+tokenStoreContract('mysql', async (clock) => {
+  const store = await SqlTokenStore.open({ connection: maria.url.replace('mysql://', 'mysql+pymysql://'), clock });
+  return { store, reopen: async () => { await store.close(); return SqlTokenStore.open({ connection: maria.url, clock }); } };
 });
 
 tokenStoreContract('redis', async (clock) => ({

@@ -3,6 +3,7 @@
  * Each backend's test file calls tokenStoreContract with a factory for a fresh, empty store.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import type { ConnectInfo, TokenStore, TokenStoreClock } from '../../src/tokens/store.js';
 import { TOKEN_TOMBSTONE_MS } from '../../src/tokens/token.js';
@@ -64,16 +65,18 @@ export function tokenStoreContract(backend: string, open: (clock: ManualClock) =
   });
 
   withStore('revokeInstance revokes every live token of that instance only', async ({ store }) => {
-    const a1 = await store.authorize(info('vm-a'), 60_000);
-    const a2 = await store.authorize(info('vm-a'), 60_000);
-    const b1 = await store.authorize(info('vm-b'), 60_000);
-    const revoked = await store.revokeInstance('vm-a');
+    // Unique names: shared backends keep rows from earlier tests and runs.
+    const [vmA, vmB] = [`vm-a-${randomBytes(4).toString('hex')}`, `vm-b-${randomBytes(4).toString('hex')}`];
+    const a1 = await store.authorize(info(vmA), 60_000);
+    const a2 = await store.authorize(info(vmA), 60_000);
+    const b1 = await store.authorize(info(vmB), 60_000);
+    const revoked = await store.revokeInstance(vmA);
     if (store.countsRevocations) assert.equal(revoked, 2);
     assert.equal((await store.validate(a1.token)).status, 'revoked');
     assert.equal((await store.validate(a2.token)).status, 'revoked');
     assert.equal((await store.validate(b1.token)).status, 'valid');
     if (store.countsRevocations) {
-      assert.equal(await store.revokeInstance('vm-a'), 0);
+      assert.equal(await store.revokeInstance(vmA), 0);
       assert.equal(await store.revokeInstance('no-such-vm'), 0);
     }
   });

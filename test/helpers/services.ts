@@ -1,5 +1,8 @@
 /** Real Redis and memcached servers on free loopback ports, started and stopped by the tests. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { freePort } from './net.js';
 
@@ -25,11 +28,11 @@ async function waitForPort(port: number, child: ChildProcess, what: string): Pro
   throw new Error(`${what} did not listen on 127.0.0.1:${port}`);
 }
 
-async function service(what: string, command: string, args: (port: number) => string[]): Promise<RunningService> {
+async function service(what: string, command: string, args: (port: number) => string[], spawnAs?: { uid: number; gid: number }): Promise<RunningService> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    const c = spawn(command, args(port), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(command, args(port), { stdio: ['ignore', 'ignore', 'pipe'], ...(spawnAs ?? {}) });
     c.stderr?.resume();
     child = c;
     await waitForPort(port, c, what);
@@ -53,4 +56,43 @@ export function startRedis(): Promise<RunningService> {
 export function startMemcached(): Promise<RunningService> {
   const asRoot = typeof process.getuid === 'function' && process.getuid() === 0 ? ['-u', 'root'] : [];
   return service('memcached', 'memcached', (port) => [...asRoot, '-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64']);
+}
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+export interface DatabaseService extends RunningService {
+  /** Connection URL for [cache] connection. */
+  readonly url: string;
+  /** stop() and remove the data directory. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A throwaway PostgreSQL cluster in /tmp, run as the `postgres` user (it refuses root), trust auth
+ * on 127.0.0.1 only.
+ */
+export async function startPostgres(): Promise<DatabaseService> {
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-pg-'));
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres']).toString().trim());
+  const asUser = typeof process.getuid === 'function' && process.getuid() === 0 ? { uid: id('-u'), gid: id('-g') } : undefined;
+  if (asUser) chownSync(dir, asUser.uid, asUser.gid);
+  execFileSync(`${PG_BIN}/initdb`, ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'porthole', '--no-sync'], { stdio: 'ignore', ...(asUser ?? {}) });
+  const svc = await service('postgres', `${PG_BIN}/postgres`, (port) =>
+    ['-D', join(dir, 'data'), '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], asUser);
+  return { ...svc, url: `postgresql://porthole@127.0.0.1:${svc.port}/postgres`, destroy: async () => { await svc.stop(); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** A throwaway MariaDB in /tmp; --skip-grant-tables, bound to 127.0.0.1 only. */
+export async function startMariadb(): Promise<DatabaseService> {
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-my-'));
+  execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${join(dir, 'data')}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'], { stdio: 'ignore' });
+  const svc = await service('mariadbd', '/usr/sbin/mariadbd', (port) => ['--no-defaults', `--datadir=${join(dir, 'data')}`, `--port=${port}`,
+    '--bind-address=127.0.0.1', `--socket=${join(dir, 'sock')}`, `--pid-file=${join(dir, 'pid')}`, '--user=root', '--skip-grant-tables', '--skip-log-bin', '--innodb-flush-log-at-trx-commit=0']);
+  const admin = `mysql://root@127.0.0.1:${svc.port}/`;
+  // --skip-grant-tables: any user; create the database the store will use.
+  const mysql = await import('mysql2/promise');
+  const conn = await mysql.createConnection({ uri: admin });
+  await conn.query('CREATE DATABASE IF NOT EXISTS porthole');
+  await conn.end();
+  return { ...svc, url: `mysql://root@127.0.0.1:${svc.port}/porthole`, destroy: async () => { await svc.stop(); rmSync(dir, { recursive: true, force: true }); } };
 }

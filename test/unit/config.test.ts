@@ -77,7 +77,7 @@ test('bad types and ranges are errors naming what was expected', () => {
     '[vnc] enabled: expected true or false, got "maybe"',
     '[vnc] novncproxy_base_url: expected an http:// or https:// URL, got scheme "ftp:"',
     '[consoleauth] token_ttl: expected a whole number from 1 to 604800, got "ten"',
-    '[cache] backend: expected one of sqlite, memory, redis, memcached, got "mongodb"',
+    '[cache] backend: expected one of sqlite, memory, redis, memcached, postgresql, mysql, got "mongodb"',
   ]);
 });
 

@@ -1,0 +1,102 @@
+/**
+ * Real nginx and HAProxy in front of several Porthole proxy nodes, round-robin, with the WebSocket
+ * settings docs/multi-node.md recommends. Foreground processes, killed by stop().
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './net.js';
+
+export interface Balancer {
+  readonly name: 'nginx' | 'haproxy';
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export function nginxConfig(listenPort: number, backends: readonly number[], dir: string): string {
+  return `daemon off;
+pid ${dir}/nginx.pid;
+worker_processes 1;
+error_log ${dir}/error.log;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  upstream porthole { ${backends.map((p) => `server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join(' ')} }
+  server {
+    listen 127.0.0.1:${listenPort};
+    location / {
+      proxy_pass http://porthole;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $http_host;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_next_upstream error timeout;
+    }
+  }
+}
+`;
+}
+
+export function haproxyConfig(listenPort: number, backends: readonly number[]): string {
+  return `global
+  maxconn 512
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  retries 3
+  option redispatch
+frontend porthole
+  bind 127.0.0.1:${listenPort}
+  default_backend nodes
+backend nodes
+  balance roundrobin
+${backends.map((p, i) => `  server node${i + 1} 127.0.0.1:${p} check inter 500ms fall 1 rise 2`).join('\n')}
+`;
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not listen on ${port}`);
+}
+
+export async function startBalancer(name: 'nginx' | 'haproxy', backends: readonly number[]): Promise<Balancer> {
+  const dir = mkdtempSync(join(tmpdir(), `porthole-${name}-`));
+  const port = await freePort();
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(conf, name === 'nginx' ? nginxConfig(port, backends, dir) : haproxyConfig(port, backends));
+  const child = name === 'nginx'
+    ? spawn('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('haproxy', ['-db', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr?.resume();
+  await waitForPort(port, child, name);
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
