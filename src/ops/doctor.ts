@@ -138,6 +138,13 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorFinding[]
     return findings;
   }
   findings.push(...(await checkStore(options.store)));
+  if (options.peers.length > 1 && (options.store.backend === 'sqlite' || options.store.backend === 'memory')) {
+    findings.push({
+      code: 'PH_DOCTOR_PRIVATE_STORE', severity: 'error',
+      message: `[cache] backend = ${options.store.backend} keeps tokens on this node only, but ${options.peers.length} nodes are listed`,
+      fix: 'use a shared store on every node: backend = redis, memcached, postgresql or mysql (docs/multi-node.md)',
+    });
+  }
   if (options.peers.length > 0) findings.push(...(await checkPeers(options.store, options.peers, options.timeoutMs ?? 3000)));
   return findings;
 }

@@ -72,12 +72,19 @@ export class ConsoleSession {
     return this.#instance;
   }
 
-  #transition(to: SessionState): void {
+  /**
+   * The one place the state changes. An illegal transition is a bug: it is logged (tests fail on
+   * that line) and ignored, rather than thrown from a socket event where it would take down every
+   * console of the process.
+   */
+  #transition(to: SessionState): boolean {
     if (!ALLOWED[this.#state].includes(to)) {
-      throw new Error(`bug: illegal session transition ${this.#state} → ${to}`);
+      this.#logger.error({ code: 'PH_ERR_INTERNAL' }, `bug: illegal session transition ${this.#state} → ${to}`);
+      return false;
     }
     this.#logger.debug(`session ${this.#state} → ${to}`);
     this.#state = to;
+    return true;
   }
 
   /** Start with the outcome of the token check (done before the upgrade was accepted). */
@@ -166,9 +173,10 @@ export class ConsoleSession {
       // browser's answering close frame arrives and the TCP connection ends promptly.
       this.#ws.resume();
       this.#ws.close(code, reason);
-    } else {
+    } else if (this.#ws.readyState === this.#ws.CLOSED) {
       this.#finish();
     }
+    // CLOSING: the browser started the close; its 'close' event finishes the session.
   }
 
   #releaseServer(): void {
@@ -178,6 +186,7 @@ export class ConsoleSession {
   }
 
   #onClientClosed(code: number): void {
+    if (this.#state === 'closed') return;
     if (this.#state !== 'closing') {
       this.#transition('closing');
       this.#closeCode = code;

@@ -78,6 +78,8 @@ ${options.ini ?? ''}
     mint: (instance, extra = {}) => api('POST', '/v1/consoles', { instance, ...extra }),
     async close(graceMs = 0) {
       await gateway.close(graceMs);
+      const bug = logLines.find((l) => l.includes('illegal session transition'));
+      if (bug) throw new Error(`session state machine bug logged: ${bug}`);
       if (!options.keepDir && !options.dir) await rm(dir, { recursive: true, force: true });
     },
   };

@@ -135,6 +135,41 @@ describe('relay with misbehaving peers', () => {
   });
 });
 
+describe('close races', () => {
+  test('browser and VNC server closing at the same moment, 300 times: no state-machine bug, no crash', async () => {
+    // The VM side closes a moment after its greeting: sometimes before the browser's close frame,
+    // sometimes while the proxy is answering it (readyState CLOSING), the case that once crashed.
+    const greeter = createServer((s) => {
+      s.on('error', () => s.destroy());
+      s.write('RFB 003.008\n');
+      setTimeout(() => s.end(), Math.floor(Math.random() * 4));
+    });
+    await new Promise<void>((r) => greeter.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({
+      ini: '[cache]\nbackend = memory\n',
+      builtin: [{ name: 'greeter', host: '127.0.0.1', port: (greeter.address() as AddressInfo).port, protocol: 'vnc' }],
+    });
+    try {
+      const token = (await gw.mint('greeter')).body.token as string;
+      for (let round = 0; round < 30; round++) {
+        await Promise.all(Array.from({ length: 10 }, () => new Promise<void>((resolve) => {
+          const ws = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl });
+          ws.on('message', () => ws.close(1000)); // the browser closes while the proxy closes with 4012
+          ws.on('error', () => undefined);
+          ws.on('close', () => resolve());
+        })));
+      }
+      const deadline = Date.now() + 3000;
+      while (gw.gateway.sessionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(gw.gateway.sessionCount, 0);
+      assert.ok(!gw.logLines.some((l) => l.includes('illegal session transition')));
+    } finally {
+      await gw.close();
+      await new Promise((r) => greeter.close(r));
+    }
+  });
+});
+
 describe('timeouts', () => {
   test('a VNC server that never answers the TCP handshake → 4011 after [console] connect_timeout', async () => {
     const { Socket } = await import('node:net');
