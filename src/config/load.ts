@@ -149,7 +149,9 @@ export function crossCheck(config: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const c = config.cache;
   const err = (message: string) => problems.push({ severity: 'error', message });
-  if (c.backend === 'redis' && c.redis_server === '') err('[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL)');
+  if (c.backend === 'redis' && c.redis_server === '' && c.redis_sentinels.length === 0) {
+    err('[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL) or [cache] redis_sentinels');
+  }
   if (c.backend === 'memcached' && c.memcache_servers.length === 0) err('[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)');
   const wantsDb = c.backend === 'postgresql' || c.backend === 'mysql';
   if (wantsDb && c.connection === '') err(`[cache] backend = ${c.backend} needs [cache] connection (${c.backend}://user:pass@host:port/db)`);
@@ -162,8 +164,8 @@ export function crossCheck(config: Config): ConfigProblem[] {
   if (c.backend !== 'memcached' && c.memcache_servers.length > 0) {
     err(`[cache] memcache_servers is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = memcached (or remove memcache_servers)`);
   }
-  if (c.backend !== 'redis' && c.redis_server !== '') {
-    err(`[cache] redis_server is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = redis (or remove redis_server)`);
+  if (c.backend !== 'redis' && (c.redis_server !== '' || c.redis_sentinels.length > 0)) {
+    err(`[cache] redis_server/redis_sentinels is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = redis (or remove it)`);
   }
   return problems;
 }

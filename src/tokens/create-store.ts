@@ -13,7 +13,12 @@ export async function createTokenStore(config: Config, clock?: TokenStoreClock):
       return SqliteTokenStore.open({ path: config.cache.sqlite_path, ...opts });
     case 'redis': {
       const { RedisTokenStore } = await import('./redis-store.js');
-      return RedisTokenStore.open({ server: config.cache.redis_server, ...opts });
+      return RedisTokenStore.open({
+        server: config.cache.redis_server,
+        sentinels: config.cache.redis_sentinels,
+        sentinelName: config.cache.redis_sentinel_service_name,
+        ...opts,
+      });
     }
     case 'postgresql':
     case 'mysql': {

@@ -11,8 +11,11 @@ import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './t
 import { connectInfoFromJson, storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface RedisTokenStoreOptions {
-  /** `host:port` or a `redis://[:password@]host:port[/db]` URL. */
+  /** `host:port` or a `redis://[:password@]host:port[/db]` URL; ignored when `sentinels` are given. */
   readonly server: string;
+  /** Sentinel `host:port` list; ioredis asks them for the current primary of `sentinelName`. */
+  readonly sentinels?: readonly string[];
+  readonly sentinelName?: string;
   readonly clock?: TokenStoreClock;
   readonly commandTimeoutMs?: number;
   readonly keyPrefix?: string;
@@ -45,6 +48,12 @@ export function redisDisplayName(server: string): string {
   }
 }
 
+function storeDisplayName(options: RedisTokenStoreOptions): string {
+  return options.sentinels && options.sentinels.length > 0
+    ? `sentinel:${[...options.sentinels].sort().join(',')}/${options.sentinelName ?? 'mymaster'}`
+    : redisDisplayName(options.server);
+}
+
 export class RedisTokenStore implements TokenStore {
   readonly backend = 'redis';
   readonly identity: string;
@@ -58,7 +67,7 @@ export class RedisTokenStore implements TokenStore {
     this.#client = client;
     this.#clock = options.clock ?? SYSTEM_CLOCK;
     this.#prefix = options.keyPrefix ?? 'porthole:';
-    this.#display = redisDisplayName(options.server);
+    this.#display = storeDisplayName(options);
     this.identity = `redis:${this.#display}:${this.#prefix}`;
   }
 
@@ -73,7 +82,13 @@ export class RedisTokenStore implements TokenStore {
       connectTimeout: 2000,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
-    const client = new Redis(redisUrl(options.server), redisOptions);
+    const sentinels = (options.sentinels ?? []).map((s) => {
+      const [host, port] = s.split(/:(?=\d+$)/);
+      return { host: host ?? s, port: Number(port ?? 26379) };
+    });
+    const client = sentinels.length > 0
+      ? new Redis({ ...redisOptions, sentinels, name: options.sentinelName ?? 'mymaster', sentinelRetryStrategy: (n: number) => Math.min(n * 100, 1000) })
+      : new Redis(redisUrl(options.server), redisOptions);
     client.on('error', () => { /* surfaced per command as PH_ERR_STORE_UNAVAILABLE */ });
     try {
       await client.connect();
@@ -81,7 +96,7 @@ export class RedisTokenStore implements TokenStore {
     } catch (err) {
       client.disconnect();
       throw new PortholeError('PH_ERR_STORE_UNAVAILABLE',
-        `redis token store at ${redisDisplayName(options.server)} is unreachable: ${(err as Error).message}`, { cause: err });
+        `redis token store at ${storeDisplayName(options)} is unreachable: ${(err as Error).message}`, { cause: err });
     }
     return new RedisTokenStore(client, options);
   }

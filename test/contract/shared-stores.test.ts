@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { MemcachedTokenStore, normaliseMemcacheServers } from '../../src/tokens/memcached-store.js';
 import { RedisTokenStore, redisDisplayName } from '../../src/tokens/redis-store.js';
 import { freePort } from '../helpers/net.js';
-import { startMariadb, startMemcached, startPostgres, startRedis, type DatabaseService, type RunningService } from '../helpers/services.js';
+import { startMariadb, startMemcached, startPostgres, startRedis, startSentinel, type DatabaseService, type RunningService } from '../helpers/services.js';
 import { SqlTokenStore } from '../../src/tokens/sql-store.js';
 import { info, ManualClock, tokenStoreContract } from './token-store.js';
 
@@ -93,6 +93,25 @@ describe('shared store specifics', () => {
       assert.doesNotMatch(e.message, new RegExp(`${mc1.address} \\(`), 'the live server is not blamed');
       return true;
     });
+  });
+
+  test('redis through Sentinel: the store finds the primary and shares tokens with direct clients', async () => {
+    const sentinel = await startSentinel(redis);
+    const prefix = `test-${randomBytes(4).toString('hex')}:`;
+    try {
+      const viaSentinel = await RedisTokenStore.open({ server: '', sentinels: [sentinel.address], sentinelName: 'mymaster', keyPrefix: prefix });
+      const direct = await RedisTokenStore.open({ server: redis.address, keyPrefix: prefix });
+      try {
+        const t = await viaSentinel.authorize(info('vm-s'), 60_000);
+        assert.equal((await direct.validate(t.token)).status, 'valid');
+        assert.match((await viaSentinel.health()).detail ?? '', new RegExp(`sentinel:${sentinel.address}/mymaster`));
+      } finally {
+        await viaSentinel.close();
+        await direct.close();
+      }
+    } finally {
+      await sentinel.destroy();
+    }
   });
 
   test('redis: the password never appears in messages', () => {

@@ -96,3 +96,15 @@ export async function startMariadb(): Promise<DatabaseService> {
   await conn.end();
   return { ...svc, url: `mysql://root@127.0.0.1:${svc.port}/porthole`, destroy: async () => { await svc.stop(); rmSync(dir, { recursive: true, force: true }); } };
 }
+
+/** A Redis Sentinel (redis-server --sentinel) monitoring `primary` as "mymaster". */
+export async function startSentinel(primary: RunningService): Promise<RunningService & { destroy(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'porthole-sentinel-'));
+  const { writeFileSync } = await import('node:fs');
+  const svc = await service('redis-sentinel', 'redis-server', (port) => {
+    const conf = join(dir, 'sentinel.conf');
+    writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${primary.port} 1\n`);
+    return [conf, '--sentinel'];
+  });
+  return { ...svc, destroy: async () => { await svc.stop(); rmSync(dir, { recursive: true, force: true }); } };
+}

@@ -133,7 +133,7 @@ test('shared-store settings that would not take effect are errors, never a silen
   assert.deepEqual(problems('[cache]\nmemcache_servers = a:1,b:2\n'), [
     '[cache] memcache_servers is set but [cache] backend = sqlite: tokens would stay private to this node; set backend = memcached (or remove memcache_servers)',
   ]);
-  assert.deepEqual(problems('[cache]\nbackend = redis\n'), ['[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL)']);
+  assert.deepEqual(problems('[cache]\nbackend = redis\n'), ['[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL) or [cache] redis_sentinels']);
   assert.deepEqual(problems('[cache]\nbackend = memcached\n'), ['[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)']);
   assert.deepEqual(problems('[cache]\nbackend = redis\nredis_server = 127.0.0.1:6379\n'), []);
 });
