@@ -116,6 +116,8 @@ export class Gateway {
       health,
       ...(opts.connect ? { connect: opts.connect } : {}),
       ...(parts.driver.verifyTarget ? { verifyTarget: parts.driver.verifyTarget.bind(parts.driver) } : {}),
+      ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
+      ...(parts.driver.consolePassword ? { consolePassword: parts.driver.consolePassword.bind(parts.driver) } : {}),
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
     });
   }

@@ -23,6 +23,9 @@ export const CLOSE_REASONS = {
   4014: 'The connection to the console timed out.',
   4015: 'This console link belongs to a VM that has since stopped or moved. Ask for a new console URL.',
   4016: 'The console proxy cannot ask the hypervisor (libvirt) about this VM right now. Try again in a moment.',
+  4017: 'The console proxy could not complete the VNC handshake with the VM.',
+  4018: 'The VM\'s VNC server asks for a kind of authentication the console proxy is not set up for.',
+  4019: 'The VM\'s VNC server rejected the console proxy\'s password. The operator needs to update it.',
 };
 
 const params = new URLSearchParams(window.location.search);

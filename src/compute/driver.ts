@@ -40,6 +40,8 @@ export interface ComputeDriver {
    * @throws PortholeError PH_ERR_TARGET_STALE when it does not.
    */
   verifyTarget?(info: ConnectInfo): Promise<void>;
+  /** The VNC password of the instance's console, for the RFB security proxy; never stored with tokens. */
+  consolePassword?(info: ConnectInfo): Promise<string | undefined>;
   health(): Promise<DriverHealth>;
   close(): Promise<void>;
 }

@@ -10,9 +10,11 @@ export interface InventoryEntry {
   readonly host: string;
   readonly port: number;
   readonly protocol: ConsoleProtocol;
+  /** VNC password for the RFB security proxy ([vnc] auth_schemes = vnc). */
+  readonly password?: string | undefined;
 }
 
-const KEYS = ['host', 'port', 'uuid', 'protocol'] as const;
+const KEYS = ['host', 'port', 'uuid', 'protocol', 'password'] as const;
 const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
 /**
@@ -60,6 +62,7 @@ export function parseInventory(text: string, file: string): { entries: Inventory
         host: wrap('host', parseHost)(host.value),
         port: wrap('port', parsePort)(port.value),
         protocol,
+        ...(f.get('password') === undefined ? {} : { password: f.get('password')?.value }),
       });
     } catch (err) {
       problems.push(`${file}:${sectionLine.get(name)}: [${name}] ${(err as Error).message}`);

@@ -86,6 +86,12 @@ export class LibvirtDriver implements ComputeDriver {
     if (port !== info.port) throw stale(`the domain's VNC server is now on port ${port ?? 'none'}`);
   }
 
+  /** From the live XML read with --security-info (libvirt hides passwd= otherwise). */
+  async consolePassword(info: ConnectInfo): Promise<string | undefined> {
+    const domain = await this.domain(info.instanceUuid ?? info.instance, ['--security-info']);
+    return domain?.graphics.find((g) => g.type === 'vnc')?.password;
+  }
+
   async #poll(): Promise<void> {
     if (this.#polling || this.#watched.size === 0) return;
     this.#polling = true;

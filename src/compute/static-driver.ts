@@ -6,7 +6,7 @@
 import { stat, readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
-import type { ConsoleProtocol } from '../tokens/store.js';
+import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
 import type { ComputeDriver, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
 import { parseInventory, type InventoryEntry } from './inventory.js';
 
@@ -83,6 +83,11 @@ export class StaticDriver implements ComputeDriver {
       throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${entry.protocol} console, not ${protocol}`);
     }
     return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.port };
+  }
+
+  async consolePassword(info: ConnectInfo): Promise<string | undefined> {
+    await this.#reload(false);
+    return this.#find(info.instance)?.password;
   }
 
   async list(): Promise<InstanceSummary[]> {

@@ -79,6 +79,14 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
   };
 }
 
+export const AUTH_SCHEMES = ['none', 'vnc'] as const;
+
+function parseAuthSchemes(raw: string): readonly (typeof AUTH_SCHEMES)[number][] {
+  const list = parseList(raw);
+  if (list.length === 0) throw new Error('expected at least one of none, vnc');
+  return list.map((s) => oneOf(AUTH_SCHEMES)(s));
+}
+
 export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory', 'redis', 'memcached', 'postgresql', 'mysql'] as const;
 /** oslo.cache / dogpile backend names operators carry over from nova.conf, mapped to ours. */
 export const TOKEN_STORE_BACKEND_ALIASES: Readonly<Record<string, (typeof TOKEN_STORE_BACKENDS)[number]>> = {
@@ -111,6 +119,9 @@ export const SCHEMA = {
     server_listen: option(parseHost, '127.0.0.1', 'Address VNC servers on this hypervisor should listen on (used by audit).'),
     server_proxyclient_address: option(parseHost, '127.0.0.1',
       "The hypervisor's management address the proxy uses to reach its VNC servers."),
+    auth_schemes: option(parseAuthSchemes, ['none'] as readonly (typeof AUTH_SCHEMES)[number][],
+      'Ordered security types the proxy may use towards VNC servers: none, vnc (password from the inventory or libvirt). ' +
+      'With only none the browser talks RFB to the VNC server directly; otherwise the proxy authenticates and offers the browser None.'),
   },
   consoleauth: {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),

@@ -44,6 +44,7 @@ export class Relay {
   #readBuffer: Buffer | undefined;
   #tcpPausedByUs = false;
   #running = false;
+  #intercept: ((chunk: Buffer) => void) | undefined;
 
   /** Pass to net.connect({ onread }) when creating the VNC-side socket. */
   readonly onread: OnReadOpts;
@@ -55,8 +56,19 @@ export class Relay {
     this.onread = { buffer: this.#nextReadBuffer, callback: this.#onServerRead };
   }
 
+  /**
+   * Before relaying: hand the VNC server's bytes to `fn` (the RFB security handshake) instead of
+   * the browser. Chunks are copies: the read buffer is reused.
+   */
+  intercept(tcp: Socket, fn: (chunk: Buffer) => void): void {
+    this.#tcp = tcp;
+    this.#intercept = fn;
+    tcp.resume();
+  }
+
   /** Start relaying over a connected socket that was created with {@link Relay.onread}. */
   start(tcp: Socket): void {
+    this.#intercept = undefined;
     this.#tcp = tcp;
     this.#running = true;
     this.#ws.on('message', this.#onClientMessage);
@@ -95,6 +107,10 @@ export class Relay {
    * before it) reached the kernel, and reading resumes.
    */
   readonly #onServerRead = (bytes: number, buffer: Uint8Array): boolean => {
+    if (this.#intercept !== undefined) {
+      this.#intercept(Buffer.from(buffer.subarray(0, bytes)));
+      return true;
+    }
     if (!this.#running) return false;
     this.bytesToClient += bytes;
     const chunk = (buffer as Buffer).subarray(0, bytes);

@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { PortholeError, isPortholeError } from '../errors.js';
 import type { ConnectInfo, TokenStore } from '../tokens/store.js';
 import { tokenLogId } from '../tokens/token.js';
+import type { AuthScheme } from '../rfb/handshake.js';
 import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
 import { extractToken } from './request.js';
@@ -35,6 +36,10 @@ export interface ConsoleProxyOptions {
   readonly connect?: ConnectFn;
   /** Connect-time re-check of a valid token's target (the libvirt driver's stale-port guard). */
   readonly verifyTarget?: (info: ConnectInfo) => Promise<void>;
+  /** RFB security proxy schemes; absent for a transparent relay. */
+  readonly authSchemes?: readonly AuthScheme[];
+  /** The VNC password of a target (for auth scheme vnc). */
+  readonly consolePassword?: (info: ConnectInfo) => Promise<string | undefined>;
   readonly wsHighWaterBytes?: number;
   readonly maxPayloadBytes?: number;
 }
@@ -152,10 +157,11 @@ export class ConsoleProxy {
   }
 
   async #verify(connectInfo: ConnectInfo): Promise<SessionAuth> {
-    if (this.#options.verifyTarget === undefined) return { ok: true, connectInfo };
     try {
-      await this.#options.verifyTarget(connectInfo);
-      return { ok: true, connectInfo };
+      await this.#options.verifyTarget?.(connectInfo);
+      const needsPassword = this.#options.authSchemes?.includes('vnc') && this.#options.consolePassword !== undefined;
+      const vncPassword = needsPassword ? await this.#options.consolePassword?.(connectInfo) : undefined;
+      return { ok: true, connectInfo, vncPassword };
     } catch (err) {
       // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
       return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };
@@ -197,6 +203,7 @@ export class ConsoleProxy {
         connectTimeoutMs: this.#options.connectTimeoutMs,
         ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
         onClosed: (s) => this.#sessions.delete(s),
+        ...(this.#options.authSchemes === undefined ? {} : { authSchemes: this.#options.authSchemes }),
       });
       this.#sessions.add(session);
       session.begin(auth);

@@ -6,16 +6,18 @@
 import { channel } from 'node:diagnostics_channel';
 import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
-import { closeReasonFor, PortholeError } from '../errors.js';
+import type { RawData, WebSocket } from 'ws';
+import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
+import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
 import type { ConnectInfo } from '../tokens/store.js';
 import { Relay } from './relay.js';
 
-export type SessionState = 'authenticating' | 'connecting' | 'relaying' | 'closing' | 'closed';
+export type SessionState = 'authenticating' | 'connecting' | 'negotiating' | 'relaying' | 'closing' | 'closed';
 
 const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
   authenticating: ['connecting', 'closing'],
-  connecting: ['relaying', 'closing'],
+  connecting: ['negotiating', 'relaying', 'closing'],
+  negotiating: ['relaying', 'closing'],
   relaying: ['closing'],
   closing: ['closed'],
   closed: [],
@@ -35,10 +37,16 @@ export interface ConsoleSessionOptions {
   readonly connectTimeoutMs: number;
   readonly wsHighWaterBytes?: number;
   readonly onClosed: (session: ConsoleSession) => void;
+  /** RFB security proxy: authenticate to the VNC server with one of these, offer the browser None. Absent: transparent relay. */
+  readonly authSchemes?: readonly AuthScheme[];
+  /** Limit for the whole RFB handshake (both sides). */
+  readonly handshakeTimeoutMs?: number;
 }
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
-export type SessionAuth = { readonly ok: true; readonly connectInfo: ConnectInfo } | { readonly ok: false; readonly error: PortholeError };
+export type SessionAuth =
+  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly vncPassword?: string | undefined }
+  | { readonly ok: false; readonly error: PortholeError };
 
 export class ConsoleSession {
   readonly id: string;
@@ -110,18 +118,67 @@ export class ConsoleSession {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_TIMEOUT',
         `VNC server ${info.host}:${info.port} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);
-    tcp.once('connect', () => this.#onServerConnected(info));
+    tcp.once('connect', () => {
+      if (this.#options.authSchemes === undefined) this.#onServerConnected(info);
+      else this.#negotiate(info, auth.vncPassword);
+    });
     tcp.on('error', (err: NodeJS.ErrnoException) => this.#onServerError(err, info));
     tcp.on('close', () => {
-      if (this.#state === 'relaying') {
+      if (this.#state === 'relaying' || this.#state === 'negotiating') {
         this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} closed the connection`));
       }
     });
   }
 
-  #onServerConnected(info: ConnectInfo): void {
+  /**
+   * RFB security proxy: finish the server's handshake (authenticating with the allowed scheme),
+   * then play an RFB server offering only None to the browser, then relay.
+   */
+  #negotiate(info: ConnectInfo, password: string | undefined): void {
     clearTimeout(this.#connectTimer);
     if (this.#state !== 'connecting') return;
+    this.#transition('negotiating');
+    const tcp = this.#tcp as Socket;
+    const relay = this.#relay as Relay;
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? 10_000;
+    this.#connectTimer = setTimeout(() => this.fail(new PortholeError('PH_ERR_RFB_HANDSHAKE', `RFB handshake did not finish within ${timeoutMs} ms`)), timeoutMs);
+    const server = new ServerHandshake(this.#options.authSchemes ?? ['none'], password);
+    const client = new ClientHandshake();
+    const guard = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        this.fail(isPortholeError(err) ? err : new PortholeError('PH_ERR_RFB_HANDSHAKE', (err as Error).message, { cause: err }));
+      }
+    };
+    const onClientBytes = (data: RawData, isBinary: boolean) => guard(() => {
+      if (!isBinary) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', 'the browser sent a text frame during the RFB handshake');
+      const step = client.feed(data as Buffer);
+      for (const b of step.send) this.#ws.send(b);
+      if (!step.done) return;
+      this.#ws.off('message', onClientBytes);
+      this.#ws.pause();
+      if (step.rest) tcp.write(step.rest);
+      this.#logger.info({ auth: server.chosen }, 'RFB security negotiated');
+      this.#onServerConnected(info);
+    });
+    let serverDone = false;
+    relay.intercept(tcp, (chunk) => guard(() => {
+      if (this.#state !== 'negotiating') return;
+      if (serverDone) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', `the VNC server sent ${chunk.length} bytes before ClientInit`);
+      const step = server.feed(chunk);
+      for (const b of step.send) tcp.write(b);
+      if (!step.done) return;
+      serverDone = true;
+      for (const b of client.start()) this.#ws.send(b);
+      this.#ws.on('message', onClientBytes);
+      this.#ws.resume();
+    }));
+  }
+
+  #onServerConnected(info: ConnectInfo): void {
+    clearTimeout(this.#connectTimer);
+    if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
     this.#transition('relaying');
     this.#relay?.start(this.#tcp as Socket);
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');

@@ -49,7 +49,7 @@ export async function ensureLibvirt(): Promise<() => Promise<void>> {
   };
 }
 
-export function domainXml(name: string, listen = '127.0.0.1'): string {
+export function domainXml(name: string, listen = '127.0.0.1', graphicsAttrs = ''): string {
   return `<domain type='qemu'>
   <name>${name}</name>
   <memory unit='MiB'>64</memory>
@@ -58,7 +58,7 @@ export function domainXml(name: string, listen = '127.0.0.1'): string {
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <graphics type='vnc' autoport='yes' listen='${listen}'><listen type='address' address='${listen}'/></graphics>
+    <graphics type='vnc' autoport='yes' listen='${listen}' ${graphicsAttrs}><listen type='address' address='${listen}'/></graphics>
     <video><model type='vga' vram='16384' heads='1'/></video>
     <memballoon model='none'/>
   </devices>
@@ -69,19 +69,19 @@ export function domainXml(name: string, listen = '127.0.0.1'): string {
 export class TestDomains {
   readonly #names = new Set<string>();
 
-  async define(name: string, listen = '127.0.0.1'): Promise<string> {
+  async define(name: string, listen = '127.0.0.1', graphicsAttrs = ''): Promise<string> {
     await virsh('destroy', name).catch(() => undefined);
     await virsh('undefine', name).catch(() => undefined);
     const file = `/tmp/${name}.xml`;
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(file, domainXml(name, listen));
+    await writeFile(file, domainXml(name, listen, graphicsAttrs));
     await virsh('define', file);
     this.#names.add(name);
     return (await virsh('domuuid', name)).trim();
   }
 
-  async create(name: string, listen = '127.0.0.1'): Promise<{ name: string; uuid: string; port: number }> {
-    const uuid = await this.define(name, listen);
+  async create(name: string, listen = '127.0.0.1', graphicsAttrs = ''): Promise<{ name: string; uuid: string; port: number }> {
+    const uuid = await this.define(name, listen, graphicsAttrs);
     await virsh('start', name);
     return { name, uuid, port: await this.port(name) };
   }

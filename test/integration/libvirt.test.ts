@@ -147,6 +147,22 @@ describe('libvirt driver against real libvirtd', () => {
     await virsh('destroy', 'ph-t-drift');
   });
 
+  test('a domain with passwd=: the proxy reads it with --security-info and authenticates; the browser gets None', async () => {
+    await domains.create('ph-t-locked', '127.0.0.1', "passwd='lvs3cret'");
+    const g2 = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 3600\n[vnc]\nauth_schemes = vnc,none\n' });
+    try {
+      const token = (await g2.mint('ph-t-locked')).body.token as string;
+      const { version, types } = await rfbSecurityTypes(`${g2.wsUrl}?token=${token}`, g2.proxyUrl);
+      assert.equal(version, 'RFB 003.008\n');
+      // The proxy greets the browser only after QEMU accepted its password: [1] here means it did.
+      assert.deepEqual(types, [1], 'the browser is offered None, not the domain\'s VNC auth');
+      assert.ok(!g2.logLines.some((l) => l.includes('lvs3cret')));
+    } finally {
+      await g2.close();
+      await virsh('destroy', 'ph-t-locked');
+    }
+  });
+
   test('Chromium shows a libvirt domain\'s SeaBIOS screen through the proxy', async () => {
     const out = join(process.cwd(), 'test-output', 'e2e');
     await mkdir(out, { recursive: true });
