@@ -14,6 +14,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { waitForPort } from '../test/helpers/net.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
@@ -149,20 +150,6 @@ function wsConn(url: string, origin: string): Promise<Conn> {
       });
     });
   });
-}
-
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not listen on ${port}`);
 }
 
 async function freePort(): Promise<number> {

@@ -2,12 +2,11 @@
  * Real nginx and HAProxy in front of several Porthole proxy nodes, round-robin, with the WebSocket
  * settings docs/multi-node.md recommends. Foreground processes, killed by stop().
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './net.js';
+import { freePort, waitForPort } from './net.js';
 
 export interface Balancer {
   readonly name: 'nginx' | 'haproxy';
@@ -61,20 +60,6 @@ backend nodes
   balance roundrobin
 ${backends.map((p, i) => `  server node${i + 1} 127.0.0.1:${p} check inter 500ms fall 1 rise 2`).join('\n')}
 `;
-}
-
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not listen on ${port}`);
 }
 
 export async function startBalancer(name: 'nginx' | 'haproxy', backends: readonly number[]): Promise<Balancer> {

@@ -3,8 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:net';
-import { freePort } from './net.js';
+import { freePort, waitForPort } from './net.js';
 
 export interface RunningService {
   readonly port: number;
@@ -12,20 +11,6 @@ export interface RunningService {
   stop(): Promise<void>;
   /** Start again on the same port (after stop). */
   start(): Promise<void>;
-}
-
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not listen on 127.0.0.1:${port}`);
 }
 
 async function service(what: string, command: string, args: (port: number) => string[], spawnAs?: { uid: number; gid: number }): Promise<RunningService> {
