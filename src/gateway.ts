@@ -2,7 +2,9 @@
  * Composition root: config → logger → store → driver → API + proxy. The only place that picks
  * concrete backends. Nothing here prints or exits; the CLI does that.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -16,7 +18,7 @@ import { StaticDriver } from './compute/static-driver.js';
 import { createVirshRunner } from './compute/virsh.js';
 import type { Config } from './config/schema.js';
 import { PortholeError } from './errors.js';
-import { ConsoleProxy } from './proxy/server.js';
+import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
 import { createTokenStore } from './tokens/create-store.js';
 import { storeFingerprint, type TokenStore, type TokenStoreClock } from './tokens/store.js';
@@ -42,6 +44,31 @@ export interface GatewayAddresses {
   readonly api: string;
   readonly proxy: string;
   readonly consoleBaseUrl: string;
+}
+
+/** TLS material for the console proxy, or undefined when no cert is configured. @throws PortholeError naming the file. */
+async function readTls(config: Config): Promise<ProxyTlsOptions | undefined> {
+  const { cert, key } = config.DEFAULT;
+  if (cert === '') return undefined;
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', `[DEFAULT] ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  };
+  const tls: ProxyTlsOptions = {
+    cert: await read(cert, 'cert'),
+    key: await read(key, 'key'),
+    minVersion: config.console.ssl_minimum_version === 'tlsv1_3' ? 'TLSv1.3' : 'TLSv1.2',
+    ciphers: config.console.ssl_ciphers || undefined,
+  };
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key });
+  } catch (err) {
+    throw new PortholeError('PH_ERR_CONFIG_INVALID', `[DEFAULT] cert/key ${cert}: ${(err as Error).message}`, { cause: err });
+  }
+  return tls;
 }
 
 export function packageVersion(): string {
@@ -82,9 +109,11 @@ export class Gateway {
   readonly #proxy: ConsoleProxy;
   readonly #version: string;
   #purgeTimer: NodeJS.Timeout | undefined;
+  #watchedFiles: string[] = [];
 
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
+    tls: ProxyTlsOptions | undefined;
   }) {
     this.config = parts.config;
     this.logger = parts.logger;
@@ -119,6 +148,7 @@ export class Gateway {
       ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
       ...(parts.driver.consolePassword ? { consolePassword: parts.driver.consolePassword.bind(parts.driver) } : {}),
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
+      ...(parts.tls ? { tls: parts.tls } : {}),
     });
   }
 
@@ -126,6 +156,7 @@ export class Gateway {
   static async create(options: GatewayOptions): Promise<Gateway> {
     const { config, logger } = options;
     const apiKeys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
+    const tls = await readTls(config);
     const store = await createTokenStore(config, options.clock);
     try {
       const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
@@ -136,10 +167,27 @@ export class Gateway {
         ],
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
       );
-      return new Gateway({ config, logger, store, driver, apiKeys, site, options });
+      return new Gateway({ config, logger, store, driver, apiKeys, site, options, tls });
     } catch (err) {
       await store.close();
       throw err;
+    }
+  }
+
+  /**
+   * Re-read [DEFAULT] cert/key and use them for new TLS connections (SIGHUP, or the files changed).
+   * Open consoles are not touched. A broken new pair is logged and the old one stays in use.
+   */
+  async reloadTls(): Promise<boolean> {
+    try {
+      const tls = await readTls(this.config);
+      if (!tls) return false;
+      this.#proxy.setTls(tls);
+      this.logger.info({ cert: this.config.DEFAULT.cert }, 'TLS certificate reloaded');
+      return true;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'TLS certificate not reloaded, keeping the current one');
+      return false;
     }
   }
 
@@ -171,10 +219,17 @@ export class Gateway {
       );
     }, PURGE_INTERVAL_MS);
     this.#purgeTimer.unref();
-    const fmt = (a: { address: string; port: number }) => `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    const { cert, key } = this.config.DEFAULT;
+    if (cert !== '') {
+      // Certificate renewals (certbot, cert-manager) replace the files; pick them up without a signal.
+      const onChange = (cur: Stats, prev: Stats) => { if (cur.mtimeMs !== prev.mtimeMs) void this.reloadTls(); };
+      for (const f of [cert, key]) watchFile(f, { interval: 1000, persistent: false }, onChange);
+      this.#watchedFiles = [cert, key];
+    }
+    const fmt = (a: { address: string; port: number }, scheme = 'http') => `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
     return {
       api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),
-      proxy: fmt(proxyAddress),
+      proxy: fmt(proxyAddress, cert === '' ? 'http' : 'https'),
       consoleBaseUrl: this.config.vnc.novncproxy_base_url,
     };
   }
@@ -186,6 +241,7 @@ export class Gateway {
   /** Stop accepting, give open consoles `graceMs`, then close everything. */
   async close(graceMs = 0): Promise<void> {
     clearInterval(this.#purgeTimer);
+    for (const f of this.#watchedFiles) unwatchFile(f);
     await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
     await Promise.all([this.driver.close(), this.store.close()]);
   }

@@ -94,6 +94,7 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
         .finally(() => resolve());
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => { void gateway.reloadTls(); });
     process.on('SIGINT', () => stop('SIGINT'));
   });
   logger.flush();

@@ -153,6 +153,9 @@ export function crossCheck(config: Config): ConfigProblem[] {
     err('[cache] backend = redis needs [cache] redis_server (host:port or redis:// URL) or [cache] redis_sentinels');
   }
   if (c.backend === 'memcached' && c.memcache_servers.length === 0) err('[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)');
+  const d = config.DEFAULT;
+  if (d.ssl_only && (d.cert === '' || d.key === '')) err('[DEFAULT] ssl_only = true needs [DEFAULT] cert and [DEFAULT] key');
+  if ((d.cert === '') !== (d.key === '')) err('[DEFAULT] cert and [DEFAULT] key must be set together');
   const wantsDb = c.backend === 'postgresql' || c.backend === 'mysql';
   if (wantsDb && c.connection === '') err(`[cache] backend = ${c.backend} needs [cache] connection (${c.backend}://user:pass@host:port/db)`);
   if (wantsDb && c.connection !== '' && !new RegExp(`^${c.backend === 'mysql' ? '(mysql|mariadb)' : 'postgres(ql)?'}(\\+[a-z0-9_]+)?://`, 'i').test(c.connection)) {

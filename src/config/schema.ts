@@ -109,6 +109,9 @@ export const SCHEMA = {
     debug: option(parseBool, false, 'Log at debug level (tokens are still never logged).'),
     state_path: option(parseString, '', 'Directory for persistent state (SQLite token store, generated API key).',
       '/var/lib/porthole as root, else ~/.local/state/porthole'),
+    ssl_only: option(parseBool, false, 'Refuse to start the console proxy without TLS (needs cert and key).'),
+    cert: option(parseString, '', 'PEM certificate (chain) for TLS on the console proxy; re-read on SIGHUP or when the file changes.'),
+    key: option(parseString, '', 'PEM private key for cert.'),
   },
   vnc: {
     enabled: option(parseBool, true, 'Serve VNC consoles.'),
@@ -127,6 +130,9 @@ export const SCHEMA = {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),
   },
   console: {
+    ssl_minimum_version: option(oneOf(['default', 'tlsv1_2', 'tlsv1_3'] as const), 'default',
+      'Lowest TLS version the console proxy accepts (default: TLS 1.2).'),
+    ssl_ciphers: option(parseString, '', 'OpenSSL cipher list for TLS 1.2 on the console proxy; empty: Node\'s defaults.'),
     allowed_origins: option(parseList, [] as readonly string[],
       'Extra host names allowed in the Origin header of WebSocket upgrades, besides the Host the browser used.'),
     connect_timeout: option(intIn(1, 300), 5, 'Seconds to wait for a VNC server to accept the TCP connection.'),

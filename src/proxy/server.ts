@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -42,6 +43,19 @@ export interface ConsoleProxyOptions {
   readonly consolePassword?: (info: ConnectInfo) => Promise<string | undefined>;
   readonly wsHighWaterBytes?: number;
   readonly maxPayloadBytes?: number;
+  /** Serve TLS (https/wss) with these credentials. */
+  readonly tls?: ProxyTlsOptions;
+}
+
+export interface ProxyTlsOptions {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly ciphers?: string | undefined;
+}
+
+function secureContextOptions(tls: ProxyTlsOptions) {
+  return { cert: tls.cert, key: tls.key, minVersion: tls.minVersion, ...(tls.ciphers ? { ciphers: tls.ciphers } : {}) };
 }
 
 const defaultConnect: ConnectFn = (target) => netConnect({ host: target.host, port: target.port, noDelay: true, onread: target.onread });
@@ -83,9 +97,11 @@ export class ConsoleProxy {
       maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
       handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
     });
-    this.#server = createServer((req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       this.#onRequest(req, res).catch((err: unknown) => this.#onRequestError(res, err));
-    });
+    };
+    this.#server = options.tls ? createHttpsServer(secureContextOptions(options.tls), onRequest) : createServer(onRequest);
+    this.#server.on('tlsClientError', (err: Error) => this.#logger.debug({ err: err.message }, 'TLS handshake failed'));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.#onUpgrade(req, socket, head).catch((err: unknown) => {
         this.#logger.error({ err }, 'upgrade failed');
@@ -93,6 +109,11 @@ export class ConsoleProxy {
       });
     });
     this.#server.on('clientError', (_err, socket) => abortHandshake(socket, 400, 'PH_ERR_API_BAD_REQUEST', 'malformed HTTP request'));
+  }
+
+  /** Swap the TLS certificate for new connections; open consoles keep theirs. */
+  setTls(tls: ProxyTlsOptions): void {
+    (this.#server as HttpsServer).setSecureContext(secureContextOptions(tls));
   }
 
   get sessionCount(): number {

@@ -31,6 +31,8 @@ export interface TestGatewayOptions {
   readonly dir?: string;
   readonly keepDir?: boolean;
   readonly debug?: boolean;
+  /** The console page scheme in novncproxy_base_url (https when the proxy serves TLS). */
+  readonly scheme?: 'http' | 'https';
   readonly extra?: Partial<GatewayOptions>;
 }
 
@@ -45,7 +47,7 @@ debug = ${options.debug ? 'true' : 'false'}
 [vnc]
 novncproxy_host = 127.0.0.1
 novncproxy_port = ${proxyPort}
-novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html
+novncproxy_base_url = ${options.scheme ?? 'http'}://127.0.0.1:${proxyPort}/vnc_lite.html
 [api]
 host = 127.0.0.1
 port = ${apiPort}
