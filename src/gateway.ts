@@ -149,6 +149,15 @@ export class Gateway {
       ...(parts.driver.consolePassword ? { consolePassword: parts.driver.consolePassword.bind(parts.driver) } : {}),
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
       ...(parts.tls ? { tls: parts.tls } : {}),
+      maxPayloadBytes: parts.config.console.max_message_size,
+      limits: {
+        maxSessions: parts.config.console.max_sessions,
+        maxSessionsPerInstance: parts.config.console.max_sessions_per_instance,
+        idleTimeoutMs: parts.config.console.idle_timeout * 1000,
+        enforceSessionTimeout: parts.config.consoleauth.enforce_session_timeout,
+        handshakeTimeoutMs: parts.config.console.handshake_timeout * 1000,
+        maxFailedTokens: parts.config.console.max_failed_tokens,
+      },
     });
   }
 

@@ -26,6 +26,11 @@ export const CLOSE_REASONS = {
   4017: 'The console proxy could not complete the VNC handshake with the VM.',
   4018: 'The VM\'s VNC server asks for a kind of authentication the console proxy is not set up for.',
   4019: 'The VM\'s VNC server rejected the console proxy\'s password. The operator needs to update it.',
+  4021: 'The console proxy has too many open consoles right now. Try again in a moment.',
+  4022: 'This VM has too many open consoles. Close another one and try again.',
+  4023: 'The console was closed after being idle.',
+  4024: 'The console was closed because its link expired. Ask for a new console URL.',
+  4029: 'Too many failed attempts from this address. Wait a minute and try again.',
 };
 
 const params = new URLSearchParams(window.location.search);

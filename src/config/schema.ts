@@ -128,6 +128,7 @@ export const SCHEMA = {
   },
   consoleauth: {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),
+    enforce_session_timeout: option(parseBool, false, 'Close open consoles when their token expires (as Nova\'s option of the same name).'),
   },
   console: {
     ssl_minimum_version: option(oneOf(['default', 'tlsv1_2', 'tlsv1_3'] as const), 'default',
@@ -138,6 +139,14 @@ export const SCHEMA = {
     connect_timeout: option(intIn(1, 300), 5, 'Seconds to wait for a VNC server to accept the TCP connection.'),
     ping_interval: option(intIn(1, 3600), 20,
       'Seconds between WebSocket pings; keeps reverse proxies from cutting idle consoles and finds dead browsers.'),
+    max_sessions: option(intIn(0, 1_000_000), 1000, 'Open consoles this proxy node accepts at once (0: no limit).'),
+    max_sessions_per_instance: option(intIn(0, 10_000), 10, 'Open consoles per instance on this node (0: no limit).'),
+    idle_timeout: option(intIn(0, 7 * 24 * 3600), 0, 'Close a console after this many seconds without a byte either way (0: never).'),
+    max_message_size: option(intIn(1024, 64 * 1024 * 1024), 4 * 1024 * 1024, 'Largest WebSocket message accepted from a browser, in bytes (larger: close 1009).'),
+    handshake_timeout: option(intIn(1, 300), 10,
+      'Seconds a client may take to send its HTTP request headers (slowloris) and to finish the RFB handshake.'),
+    max_failed_tokens: option(intIn(0, 100_000), 20,
+      'Failed token attempts per source address per minute before further upgrades get HTTP 429 (0: no limit).'),
     shutdown_grace_period: option(intIn(0, 86400), 10,
       'On SIGTERM, seconds open consoles may keep running before they are closed with 1001.'),
   },

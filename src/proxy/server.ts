@@ -16,6 +16,7 @@ import { tokenLogId } from '../tokens/token.js';
 import type { AuthScheme } from '../rfb/handshake.js';
 import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
+import { FailureLimiter } from './failure-limiter.js';
 import { extractToken } from './request.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
@@ -45,7 +46,27 @@ export interface ConsoleProxyOptions {
   readonly maxPayloadBytes?: number;
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
+  readonly limits?: ProxyLimits;
 }
+
+export interface ProxyLimits {
+  /** 0: no limit. */
+  readonly maxSessions: number;
+  readonly maxSessionsPerInstance: number;
+  /** 0: never. */
+  readonly idleTimeoutMs: number;
+  readonly enforceSessionTimeout: boolean;
+  /** HTTP request headers and the RFB handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** Failed token attempts per address per minute; 0: no limit. */
+  readonly maxFailedTokens: number;
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  maxSessions: 1000, maxSessionsPerInstance: 10, idleTimeoutMs: 0, enforceSessionTimeout: false, handshakeTimeoutMs: 10_000, maxFailedTokens: 20,
+};
+
+const TOKEN_FAILURES = new Set(['PH_ERR_TOKEN_MISSING', 'PH_ERR_TOKEN_INVALID', 'PH_ERR_TOKEN_EXPIRED', 'PH_ERR_TOKEN_REVOKED']);
 
 export interface ProxyTlsOptions {
   readonly cert: Buffer;
@@ -82,6 +103,9 @@ export class ConsoleProxy {
   readonly #sessions = new Set<ConsoleSession>();
   readonly #connect: ConnectFn;
   #heartbeat: NodeJS.Timeout | undefined;
+  #limitsTimer: NodeJS.Timeout | undefined;
+  readonly #limits: ProxyLimits;
+  readonly #failures: FailureLimiter;
   #draining = false;
   #nextId = 0;
   readonly #idPrefix = randomBytes(3).toString('hex');
@@ -90,6 +114,8 @@ export class ConsoleProxy {
     this.#options = options;
     this.#logger = options.logger;
     this.#connect = options.connect ?? defaultConnect;
+    this.#limits = options.limits ?? DEFAULT_LIMITS;
+    this.#failures = new FailureLimiter(this.#limits.maxFailedTokens);
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -100,7 +126,13 @@ export class ConsoleProxy {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       this.#onRequest(req, res).catch((err: unknown) => this.#onRequestError(res, err));
     };
-    this.#server = options.tls ? createHttpsServer(secureContextOptions(options.tls), onRequest) : createServer(onRequest);
+    // Slowloris: a client must finish its request headers (upgrades included) within the handshake timeout.
+    const httpOptions = {
+      headersTimeout: this.#limits.handshakeTimeoutMs,
+      requestTimeout: this.#limits.handshakeTimeoutMs + 1000,
+      connectionsCheckingInterval: Math.min(1000, this.#limits.handshakeTimeoutMs),
+    };
+    this.#server = options.tls ? createHttpsServer({ ...httpOptions, ...secureContextOptions(options.tls) }, onRequest) : createServer(httpOptions, onRequest);
     this.#server.on('tlsClientError', (err: Error) => this.#logger.debug({ err: err.message }, 'TLS handshake failed'));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.#onUpgrade(req, socket, head).catch((err: unknown) => {
@@ -132,6 +164,13 @@ export class ConsoleProxy {
       for (const s of this.#sessions) s.heartbeat();
     }, this.#options.pingIntervalMs);
     this.#heartbeat.unref();
+    if (this.#limits.idleTimeoutMs > 0 || this.#limits.enforceSessionTimeout) {
+      this.#limitsTimer = setInterval(() => {
+        const now = Date.now();
+        for (const s of this.#sessions) s.checkLimits(now, this.#limits.idleTimeoutMs, this.#limits.enforceSessionTimeout);
+      }, 1000);
+      this.#limitsTimer.unref();
+    }
     return this.#server.address() as AddressInfo;
   }
 
@@ -170,19 +209,34 @@ export class ConsoleProxy {
       };
     }
     switch (lookup.status) {
-      case 'valid': return this.#verify(lookup.connectInfo);
+      case 'valid': return this.#verify(lookup.connectInfo, lookup.expiresAt);
       case 'expired': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_EXPIRED') };
       case 'revoked': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_REVOKED') };
       case 'unknown': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_INVALID') };
     }
   }
 
-  async #verify(connectInfo: ConnectInfo): Promise<SessionAuth> {
+  #checkSessionLimits(auth: SessionAuth & { ok: true }): SessionAuth {
+    const { maxSessions, maxSessionsPerInstance } = this.#limits;
+    if (maxSessions > 0 && this.#sessions.size >= maxSessions) {
+      return { ok: false, error: new PortholeError('PH_ERR_LIMIT_SESSIONS', `${this.#sessions.size} consoles open, [console] max_sessions = ${maxSessions}`) };
+    }
+    if (maxSessionsPerInstance > 0) {
+      let n = 0;
+      for (const s of this.#sessions) if (s.instance === auth.connectInfo.instance) n++;
+      if (n >= maxSessionsPerInstance) {
+        return { ok: false, error: new PortholeError('PH_ERR_LIMIT_INSTANCE_SESSIONS', `${n} consoles open for ${auth.connectInfo.instance}, [console] max_sessions_per_instance = ${maxSessionsPerInstance}`) };
+      }
+    }
+    return auth;
+  }
+
+  async #verify(connectInfo: ConnectInfo, expiresAt: number): Promise<SessionAuth> {
     try {
       await this.#options.verifyTarget?.(connectInfo);
       const needsPassword = this.#options.authSchemes?.includes('vnc') && this.#options.consolePassword !== undefined;
       const vncPassword = needsPassword ? await this.#options.consolePassword?.(connectInfo) : undefined;
-      return { ok: true, connectInfo, vncPassword };
+      return { ok: true, connectInfo, expiresAt, vncPassword };
     } catch (err) {
       // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
       return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };
@@ -202,7 +256,15 @@ export class ConsoleProxy {
       token: token === undefined ? undefined : tokenLogId(token),
       remote: req.socket.remoteAddress,
     });
-    const auth = await this.#authenticate(token);
+    const remote = req.socket.remoteAddress ?? 'unknown';
+    if (this.#failures.blocked(remote)) {
+      logger.info({ code: 'PH_ERR_TOO_MANY_FAILURES' }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
+      abortHandshake(socket, 429, 'PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute');
+      return;
+    }
+    let auth = await this.#authenticate(token);
+    if (!auth.ok && TOKEN_FAILURES.has(auth.error.code)) this.#failures.record(remote);
+    if (auth.ok) auth = this.#checkSessionLimits(auth);
     const verdict = checkOrigin({
       origin: req.headers.origin,
       host: req.headers.host,
@@ -225,6 +287,7 @@ export class ConsoleProxy {
         ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
         onClosed: (s) => this.#sessions.delete(s),
         ...(this.#options.authSchemes === undefined ? {} : { authSchemes: this.#options.authSchemes }),
+        handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       });
       this.#sessions.add(session);
       session.begin(auth);
@@ -238,6 +301,7 @@ export class ConsoleProxy {
   async close(graceMs = 0): Promise<void> {
     this.#draining = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#limitsTimer);
     const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
     const deadline = Date.now() + graceMs;

@@ -45,7 +45,7 @@ export interface ConsoleSessionOptions {
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
 export type SessionAuth =
-  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly vncPassword?: string | undefined }
+  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly vncPassword?: string | undefined }
   | { readonly ok: false; readonly error: PortholeError };
 
 export class ConsoleSession {
@@ -61,6 +61,9 @@ export class ConsoleSession {
   #tcp: Socket | undefined;
   #relay: Relay | undefined;
   #connectTimer: NodeJS.Timeout | undefined;
+  #expiresAt = Infinity;
+  #lastBytes = 0;
+  #lastActivityAt = Date.now();
 
   constructor(options: ConsoleSessionOptions) {
     this.id = options.id;
@@ -103,6 +106,7 @@ export class ConsoleSession {
     }
     const info = auth.connectInfo;
     this.#instance = info.instance;
+    this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');
     this.#relay = new Relay({
@@ -180,6 +184,7 @@ export class ConsoleSession {
     clearTimeout(this.#connectTimer);
     if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
     this.#transition('relaying');
+    this.#lastActivityAt = Date.now();
     this.#relay?.start(this.#tcp as Socket);
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
     if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
@@ -190,6 +195,25 @@ export class ConsoleSession {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `cannot connect to VNC server ${info.host}:${info.port}: ${err.code ?? err.message}`, { cause: err }));
     } else if (this.#state === 'relaying') {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} connection failed: ${err.code ?? err.message}`, { cause: err }));
+    }
+  }
+
+  /**
+   * Limits tick from the proxy's shared once-a-second timer: idle timeout (no byte either way,
+   * read from the relay's counters so the hot path does no timekeeping) and token expiry.
+   */
+  checkLimits(now: number, idleTimeoutMs: number, enforceExpiry: boolean): void {
+    if (this.#state !== 'relaying') return;
+    if (enforceExpiry && now >= this.#expiresAt) {
+      this.fail(new PortholeError('PH_ERR_SESSION_EXPIRED'));
+      return;
+    }
+    const bytes = (this.#relay?.bytesToClient ?? 0) + (this.#relay?.bytesToServer ?? 0);
+    if (bytes !== this.#lastBytes) {
+      this.#lastBytes = bytes;
+      this.#lastActivityAt = now;
+    } else if (idleTimeoutMs > 0 && now - this.#lastActivityAt >= idleTimeoutMs) {
+      this.fail(new PortholeError('PH_ERR_SESSION_IDLE', `no traffic for ${Math.round((now - this.#lastActivityAt) / 1000)} s`));
     }
   }
 

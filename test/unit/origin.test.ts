@@ -40,3 +40,18 @@ test('hostnameOf handles ports and IPv6', () => {
   assert.equal(hostnameOf('[::1]:6080'), '::1');
   assert.equal(hostnameOf('a b'), undefined);
 });
+
+test('FailureLimiter: per-address sliding window, bounded table', async () => {
+  const { FailureLimiter } = await import('../../src/proxy/failure-limiter.js');
+  let now = 0;
+  const l = new FailureLimiter(3, { windowMs: 1000, maxAddresses: 2, now: () => now });
+  for (let i = 0; i < 3; i++) l.record('a');
+  assert.equal(l.blocked('a'), true);
+  assert.equal(l.blocked('b'), false);
+  now = 1001;
+  assert.equal(l.blocked('a'), false, 'the window slides');
+  for (let i = 0; i < 3; i++) { l.record('b'); l.record('c'); }
+  l.record('d');
+  assert.equal(l.blocked('b'), false, 'the oldest address was evicted past maxAddresses');
+  assert.equal(l.blocked('c'), true);
+});
