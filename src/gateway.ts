@@ -18,6 +18,7 @@ import { StaticDriver } from './compute/static-driver.js';
 import { createVirshRunner } from './compute/virsh.js';
 import type { Config } from './config/schema.js';
 import { PortholeError } from './errors.js';
+import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
 import { createTokenStore } from './tokens/create-store.js';
@@ -139,6 +140,7 @@ export class Gateway {
       logger: parts.logger.child({ component: 'proxy' }),
       site: parts.site,
       allowedOrigins: parts.config.console.allowed_origins,
+      trustedProxies: new TrustedProxies(parts.config.console.trusted_proxies),
       defaultScheme: new URL(parts.config.vnc.novncproxy_base_url).protocol,
       connectTimeoutMs: parts.config.console.connect_timeout * 1000,
       pingIntervalMs: parts.config.console.ping_interval * 1000,

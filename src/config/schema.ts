@@ -67,6 +67,20 @@ export function parseList(raw: string): readonly string[] {
   return raw.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
 }
 
+/** Comma-separated IP addresses or CIDR ranges. */
+export function parseAddressList(raw: string): readonly string[] {
+  const list = parseList(raw);
+  for (const e of list) {
+    const [addr, bits, extra] = e.split('/');
+    const family = isIP(addr ?? '');
+    const max = family === 6 ? 128 : 32;
+    if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      throw new Error(`expected IP addresses or CIDR ranges, got ${JSON.stringify(e)}`);
+    }
+  }
+  return list;
+}
+
 export function parseString(raw: string): string {
   return raw.trim();
 }
@@ -134,6 +148,8 @@ export const SCHEMA = {
     ssl_minimum_version: option(oneOf(['default', 'tlsv1_2', 'tlsv1_3'] as const), 'default',
       'Lowest TLS version the console proxy accepts (default: TLS 1.2).'),
     ssl_ciphers: option(parseString, '', 'OpenSSL cipher list for TLS 1.2 on the console proxy; empty: Node\'s defaults.'),
+    trusted_proxies: option(parseAddressList, [] as readonly string[],
+      'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Host are believed (for the client address in logs and limits, and the Origin check). Others\' are ignored.'),
     allowed_origins: option(parseList, [] as readonly string[],
       'Extra host names allowed in the Origin header of WebSocket upgrades, besides the Host the browser used.'),
     connect_timeout: option(intIn(1, 300), 5, 'Seconds to wait for a VNC server to accept the TCP connection.'),

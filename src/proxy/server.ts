@@ -17,6 +17,7 @@ import type { AuthScheme } from '../rfb/handshake.js';
 import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
+import type { TrustedProxies } from './forwarded.js';
 import { extractToken } from './request.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
@@ -30,6 +31,8 @@ export interface ConsoleProxyOptions {
   readonly logger: Logger;
   readonly site: StaticSite;
   readonly allowedOrigins: readonly string[];
+  /** Reverse proxies whose X-Forwarded-For/-Host are believed. */
+  readonly trustedProxies?: TrustedProxies;
   /** Scheme of `novncproxy_base_url`, used for the Origin scheme when the token is not valid. */
   readonly defaultScheme: string;
   readonly connectTimeoutMs: number;
@@ -251,12 +254,13 @@ export class ConsoleProxy {
     }
     const token = extractToken(req.url ?? '/', req.headers.cookie);
     const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
+    const trusted = this.#options.trustedProxies;
+    const remote = trusted ? trusted.clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']) : (req.socket.remoteAddress ?? 'unknown');
     const logger = this.#logger.child({
       sessionId: id,
       token: token === undefined ? undefined : tokenLogId(token),
-      remote: req.socket.remoteAddress,
+      remote,
     });
-    const remote = req.socket.remoteAddress ?? 'unknown';
     if (this.#failures.blocked(remote)) {
       logger.info({ code: 'PH_ERR_TOO_MANY_FAILURES' }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       abortHandshake(socket, 429, 'PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute');
@@ -267,7 +271,7 @@ export class ConsoleProxy {
     if (auth.ok) auth = this.#checkSessionLimits(auth);
     const verdict = checkOrigin({
       origin: req.headers.origin,
-      host: req.headers.host,
+      host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
       allowedOrigins: this.#options.allowedOrigins,
       expectedScheme: auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme,
     });

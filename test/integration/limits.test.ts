@@ -126,3 +126,33 @@ describe('limits', () => {
     }
   });
 });
+
+describe('trusted proxies', () => {
+  test('X-Forwarded-Host and X-Forwarded-For count only from [console] trusted_proxies', async () => {
+    const holder = createServer((s) => { s.on('error', () => s.destroy()); s.end('RFB 003.008\n'); });
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({
+      ini: '[cache]\nbackend = memory\n[console]\ntrusted_proxies = 127.0.0.2\nmax_failed_tokens = 2\n',
+      builtin: [{ name: 'a', host: '127.0.0.1', port: (holder.address() as AddressInfo).port, protocol: 'vnc' }],
+    });
+    try {
+      const token = (await gw.mint('a')).body.token as string;
+      const headers = { 'X-Forwarded-Host': 'console.example', 'X-Forwarded-For': '203.0.113.9' };
+      const attempt = (localAddress: string, tok = token) => new Promise<number | string>((resolve) => {
+        const ws = new WebSocket(`${gw.wsUrl}?token=${tok}`, ['binary'], { origin: 'http://console.example', headers, localAddress });
+        ws.on('unexpected-response', (_q, res) => { resolve(`http ${res.statusCode ?? 0}`); ws.terminate(); });
+        ws.on('message', () => { resolve('ok'); ws.terminate(); });
+        ws.on('close', (code: number) => resolve(code));
+        ws.on('error', () => undefined);
+      });
+      assert.equal(await attempt('127.0.0.2'), 'ok', 'a trusted proxy\'s X-Forwarded-Host satisfies the Origin check');
+      assert.equal(await attempt('127.0.0.1'), 'http 403', 'anyone else\'s X-Forwarded-Host is ignored');
+      for (let i = 0; i < 2; i++) assert.equal(await attempt('127.0.0.2', 'x'.repeat(32)), 4002);
+      assert.equal(await attempt('127.0.0.2'), 'http 429', 'failures are counted per forwarded client address');
+      assert.ok(gw.logLines.some((l) => l.includes('"remote":"203.0.113.9"')), 'logs name the real client');
+    } finally {
+      await gw.close();
+      await new Promise((r) => holder.close(r));
+    }
+  });
+});

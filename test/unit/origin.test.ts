@@ -55,3 +55,21 @@ test('FailureLimiter: per-address sliding window, bounded table', async () => {
   assert.equal(l.blocked('b'), false, 'the oldest address was evicted past maxAddresses');
   assert.equal(l.blocked('c'), true);
 });
+
+test('TrustedProxies: X-Forwarded-* only from trusted proxies; right-most untrusted hop is the client', async () => {
+  const { TrustedProxies } = await import('../../src/proxy/forwarded.js');
+  const t = new TrustedProxies(['127.0.0.2', '10.0.0.0/8']);
+  assert.equal(t.clientAddress('127.0.0.1', '203.0.113.9'), '127.0.0.1', 'an untrusted peer cannot pick its address');
+  assert.equal(t.clientAddress('127.0.0.2', '198.51.100.7, 203.0.113.9'), '203.0.113.9');
+  assert.equal(t.clientAddress('::ffff:127.0.0.2', '203.0.113.9, 10.1.2.3'), '203.0.113.9', 'trusted hops are skipped');
+  assert.equal(t.host('127.0.0.1', 'proxy:6080', 'public.example'), 'proxy:6080');
+  assert.equal(t.host('127.0.0.2', 'proxy:6080', 'public.example'), 'public.example');
+  assert.equal(new TrustedProxies([]).clientAddress('127.0.0.2', '203.0.113.9'), '127.0.0.2');
+});
+
+test('[console] trusted_proxies accepts addresses and CIDR ranges only', async () => {
+  const { parseAddressList } = await import('../../src/config/schema.js');
+  assert.deepEqual(parseAddressList('127.0.0.1, 10.0.0.0/8, ::1, fd00::/8'), ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8']);
+  assert.throws(() => parseAddressList('proxy.example'), /expected IP addresses or CIDR ranges/);
+  assert.throws(() => parseAddressList('10.0.0.0/33'), /expected IP addresses or CIDR ranges/);
+});
