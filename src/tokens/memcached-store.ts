@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Client as MemjsClient } from 'memjs';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { normaliseConnectInfo, storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { normaliseConnectInfo, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface MemcachedTokenStoreOptions {
   readonly servers: readonly string[];
@@ -154,14 +154,12 @@ export class MemcachedTokenStore implements TokenStore {
 
   async health(): Promise<TokenStoreHealth> {
     const key = `ph:health:${process.pid}:${randomBytes(4).toString('hex')}`;
-    try {
+    return sharedStoreHealth(this, this.#display, async () => {
       await this.#client.set(key, '1', { expires: 5 });
       const ok = (await this.#client.get(key)).value?.toString() === '1';
       await this.#client.delete(key);
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok, detail: `${this.#display} (shared)` };
-    } catch (err) {
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: false, detail: `${this.#display}: ${(err as Error).message}` };
-    }
+      return ok;
+    });
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,7 @@
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { connectInfoFromJson, storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { connectInfoFromJson, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface RedisTokenStoreOptions {
   /** `host:port` or a `redis://[:password@]host:port[/db]` URL; ignored when `sentinels` are given. */
@@ -156,14 +156,12 @@ export class RedisTokenStore implements TokenStore {
 
   async health(): Promise<TokenStoreHealth> {
     const key = `${this.#prefix}health:${process.pid}`;
-    try {
+    return sharedStoreHealth(this, this.#display, async () => {
       await this.#client.set(key, '1', 'PX', 5000);
       const ok = (await this.#client.get(key)) === '1';
       await this.#client.del(key);
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok, detail: `${this.#display} (shared)` };
-    } catch (err) {
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: false, detail: `${this.#display}: ${(err as Error).message}` };
-    }
+      return ok;
+    });
   }
 
   async close(): Promise<void> {

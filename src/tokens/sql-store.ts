@@ -5,7 +5,7 @@
  */
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export type SqlDialect = 'postgresql' | 'mysql';
 
@@ -186,13 +186,10 @@ export class SqlTokenStore implements TokenStore {
   }
 
   async health(): Promise<TokenStoreHealth> {
-    const base = { backend: this.backend, fingerprint: storeFingerprint(this.identity) };
-    try {
+    return sharedStoreHealth(this, this.#display, async () => {
       await this.#pool.query('SELECT 1 AS ok', []);
-      return { ...base, ok: true, detail: `${this.#display} (shared)` };
-    } catch (err) {
-      return { ...base, ok: false, detail: `${this.#display}: ${(err as Error).message}` };
-    }
+      return true;
+    });
   }
 
   async close(): Promise<void> {

@@ -84,3 +84,16 @@ export const SYSTEM_CLOCK: TokenStoreClock = { now: () => Date.now() };
 export function storeFingerprint(identity: string): string {
   return createHash('sha256').update(identity).digest('hex').slice(0, 16);
 }
+
+/**
+ * Health of a shared store: `probe` does a round trip (write/read/delete or a query). One shape
+ * for every networked backend; an error is reported, never thrown.
+ */
+export async function sharedStoreHealth(store: { backend: string; identity: string }, display: string, probe: () => Promise<boolean>): Promise<TokenStoreHealth> {
+  const base = { backend: store.backend, fingerprint: storeFingerprint(store.identity) };
+  try {
+    return { ...base, ok: await probe(), detail: `${display} (shared)` };
+  } catch (err) {
+    return { ...base, ok: false, detail: `${display}: ${(err as Error).message}` };
+  }
+}
