@@ -39,6 +39,7 @@ export const ERROR_CATALOGUE = {
   PH_ERR_RFB_HANDSHAKE: { httpStatus: 502, wsCloseCode: 4017, summary: 'RFB handshake with the VNC server or browser failed' },
   PH_ERR_RFB_NO_COMMON_AUTH: { httpStatus: 502, wsCloseCode: 4018, summary: 'the VNC server offers no allowed security type' },
   PH_ERR_RFB_AUTH_FAILED: { httpStatus: 502, wsCloseCode: 4019, summary: 'the VNC server rejected the proxy\'s credentials' },
+  PH_ERR_UPSTREAM_TLS: { httpStatus: 502, wsCloseCode: 4020, summary: 'TLS to the VNC server failed (VeNCrypt)' },
   PH_ERR_LIMIT_SESSIONS: { httpStatus: 503, wsCloseCode: 4021, summary: 'the console proxy is at its session limit' },
   PH_ERR_LIMIT_INSTANCE_SESSIONS: { httpStatus: 503, wsCloseCode: 4022, summary: 'too many open consoles for this instance' },
   PH_ERR_SESSION_IDLE: { httpStatus: 408, wsCloseCode: 4023, summary: 'console closed after being idle' },

@@ -21,6 +21,7 @@ import { PortholeError } from './errors.js';
 import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
+import type { UpstreamTls } from './proxy/upstream-tls.js';
 import { createTokenStore } from './tokens/create-store.js';
 import { storeFingerprint, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageRoot } from './web/assets.js';
@@ -72,6 +73,40 @@ async function readTls(config: Config): Promise<ProxyTlsOptions | undefined> {
   return tls;
 }
 
+/** TLS towards VNC servers (auth scheme vencrypt), or undefined when not configured. @throws PortholeError naming the file. */
+async function readUpstreamTls(config: Config): Promise<UpstreamTls | undefined> {
+  const v = config.vnc;
+  if (!v.auth_schemes.includes('vencrypt') || v.vencrypt_ca_certs === '') return undefined;
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', `[vnc] ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  };
+  const ca = await read(v.vencrypt_ca_certs, 'vencrypt_ca_certs');
+  const client = v.vencrypt_client_cert === '' ? {} : {
+    cert: await read(v.vencrypt_client_cert, 'vencrypt_client_cert'),
+    key: await read(v.vencrypt_client_key, 'vencrypt_client_key'),
+  };
+  try {
+    return {
+      secureContext: createSecureContext({ ca, ...client, minVersion: 'TLSv1.2' }),
+      verifyHostname: v.vencrypt_verify_hostname,
+      hasClientCertificate: v.vencrypt_client_cert !== '',
+    };
+  } catch (err) {
+    throw new PortholeError('PH_ERR_CONFIG_INVALID', `[vnc] vencrypt_ca_certs/vencrypt_client_cert/vencrypt_client_key: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Files whose change re-reads TLS material (certificate renewals replace them). */
+function tlsFiles(config: Config): string[] {
+  const { cert, key } = config.DEFAULT;
+  const v = config.vnc;
+  return [cert, key, ...(v.auth_schemes.includes('vencrypt') ? [v.vencrypt_ca_certs, v.vencrypt_client_cert, v.vencrypt_client_key] : [])].filter((f) => f !== '');
+}
+
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
@@ -111,12 +146,14 @@ export class Gateway {
   readonly #version: string;
   #purgeTimer: NodeJS.Timeout | undefined;
   #watchedFiles: string[] = [];
+  #upstreamTls: UpstreamTls | undefined;
 
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
-    tls: ProxyTlsOptions | undefined;
+    tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined;
   }) {
     this.config = parts.config;
+    this.#upstreamTls = parts.upstreamTls;
     this.logger = parts.logger;
     this.store = parts.store;
     this.driver = parts.driver;
@@ -148,6 +185,7 @@ export class Gateway {
       ...(opts.connect ? { connect: opts.connect } : {}),
       ...(parts.driver.verifyTarget ? { verifyTarget: parts.driver.verifyTarget.bind(parts.driver) } : {}),
       ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
+      upstreamTls: () => this.#upstreamTls,
       ...(parts.driver.consolePassword ? { consolePassword: parts.driver.consolePassword.bind(parts.driver) } : {}),
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
       ...(parts.tls ? { tls: parts.tls } : {}),
@@ -168,6 +206,7 @@ export class Gateway {
     const { config, logger } = options;
     const apiKeys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const tls = await readTls(config);
+    const upstreamTls = await readUpstreamTls(config);
     const store = await createTokenStore(config, options.clock);
     try {
       const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
@@ -178,7 +217,7 @@ export class Gateway {
         ],
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
       );
-      return new Gateway({ config, logger, store, driver, apiKeys, site, options, tls });
+      return new Gateway({ config, logger, store, driver, apiKeys, site, options, tls, upstreamTls });
     } catch (err) {
       await store.close();
       throw err;
@@ -186,20 +225,33 @@ export class Gateway {
   }
 
   /**
-   * Re-read [DEFAULT] cert/key and use them for new TLS connections (SIGHUP, or the files changed).
-   * Open consoles are not touched. A broken new pair is logged and the old one stays in use.
+   * Re-read the TLS material — [DEFAULT] cert/key for browsers, [vnc] vencrypt_* towards VNC
+   * servers — and use it for new connections (SIGHUP, or the files changed). Open consoles are not
+   * touched. A broken new set is logged and the old one stays in use.
    */
   async reloadTls(): Promise<boolean> {
+    let reloaded = false;
     try {
       const tls = await readTls(this.config);
-      if (!tls) return false;
-      this.#proxy.setTls(tls);
-      this.logger.info({ cert: this.config.DEFAULT.cert }, 'TLS certificate reloaded');
-      return true;
+      if (tls) {
+        this.#proxy.setTls(tls);
+        this.logger.info({ cert: this.config.DEFAULT.cert }, 'TLS certificate reloaded');
+        reloaded = true;
+      }
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'TLS certificate not reloaded, keeping the current one');
-      return false;
     }
+    try {
+      const upstream = await readUpstreamTls(this.config);
+      if (upstream) {
+        this.#upstreamTls = upstream;
+        this.logger.info({ ca: this.config.vnc.vencrypt_ca_certs }, 'VeNCrypt certificates reloaded');
+        reloaded = true;
+      }
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'VeNCrypt certificates not reloaded, keeping the current ones');
+    }
+    return reloaded;
   }
 
   async health(): Promise<{ ok: boolean } & Record<string, unknown>> {
@@ -230,13 +282,11 @@ export class Gateway {
       );
     }, PURGE_INTERVAL_MS);
     this.#purgeTimer.unref();
-    const { cert, key } = this.config.DEFAULT;
-    if (cert !== '') {
-      // Certificate renewals (certbot, cert-manager) replace the files; pick them up without a signal.
-      const onChange = (cur: Stats, prev: Stats) => { if (cur.mtimeMs !== prev.mtimeMs) void this.reloadTls(); };
-      for (const f of [cert, key]) watchFile(f, { interval: 1000, persistent: false }, onChange);
-      this.#watchedFiles = [cert, key];
-    }
+    const { cert } = this.config.DEFAULT;
+    // Certificate renewals (certbot, cert-manager) replace the files; pick them up without a signal.
+    const onChange = (cur: Stats, prev: Stats) => { if (cur.mtimeMs !== prev.mtimeMs) void this.reloadTls(); };
+    this.#watchedFiles = tlsFiles(this.config);
+    for (const f of this.#watchedFiles) watchFile(f, { interval: 1000, persistent: false }, onChange);
     const fmt = (a: { address: string; port: number }, scheme = 'http') => `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
     return {
       api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),

@@ -26,6 +26,7 @@ export const CLOSE_REASONS = {
   4017: 'The console proxy could not complete the VNC handshake with the VM.',
   4018: 'The VM\'s VNC server asks for a kind of authentication the console proxy is not set up for.',
   4019: 'The VM\'s VNC server rejected the console proxy\'s password. The operator needs to update it.',
+  4020: 'The console proxy could not set up an encrypted connection to the VM\'s VNC server (certificate problem). The operator needs to check it.',
   4021: 'The console proxy has too many open consoles right now. Try again in a moment.',
   4022: 'This VM has too many open consoles. Close another one and try again.',
   4023: 'The console was closed after being idle.',

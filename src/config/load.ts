@@ -170,6 +170,14 @@ export function crossCheck(config: Config): ConfigProblem[] {
   if (c.backend !== 'redis' && (c.redis_server !== '' || c.redis_sentinels.length > 0)) {
     err(`[cache] redis_server/redis_sentinels is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = redis (or remove it)`);
   }
+  const v = config.vnc;
+  if (v.auth_schemes.includes('vencrypt') && v.vencrypt_ca_certs === '') {
+    err('[vnc] auth_schemes includes vencrypt, which needs [vnc] vencrypt_ca_certs (the CA that signed the VNC servers\' certificates)');
+  }
+  if ((v.vencrypt_client_cert === '') !== (v.vencrypt_client_key === '')) err('[vnc] vencrypt_client_cert and [vnc] vencrypt_client_key must be set together');
+  if (!v.auth_schemes.includes('vencrypt') && (v.vencrypt_ca_certs !== '' || v.vencrypt_client_cert !== '')) {
+    err('[vnc] vencrypt_* is set but [vnc] auth_schemes does not include vencrypt: the proxy would never use TLS to VNC servers; add vencrypt to auth_schemes (or remove the vencrypt_* options)');
+  }
   return problems;
 }
 

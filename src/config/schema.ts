@@ -93,11 +93,11 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
   };
 }
 
-export const AUTH_SCHEMES = ['none', 'vnc'] as const;
+export const AUTH_SCHEMES = ['none', 'vnc', 'vencrypt'] as const;
 
 function parseAuthSchemes(raw: string): readonly (typeof AUTH_SCHEMES)[number][] {
   const list = parseList(raw);
-  if (list.length === 0) throw new Error('expected at least one of none, vnc');
+  if (list.length === 0) throw new Error(`expected at least one of ${AUTH_SCHEMES.join(', ')}`);
   return list.map((s) => oneOf(AUTH_SCHEMES)(s));
 }
 
@@ -137,8 +137,14 @@ export const SCHEMA = {
     server_proxyclient_address: option(parseHost, '127.0.0.1',
       "The hypervisor's management address the proxy uses to reach its VNC servers."),
     auth_schemes: option(parseAuthSchemes, ['none'] as readonly (typeof AUTH_SCHEMES)[number][],
-      'Ordered security types the proxy may use towards VNC servers: none, vnc (password from the inventory or libvirt). ' +
+      'Ordered security types the proxy may use towards VNC servers: none, vnc (password from the inventory or libvirt), ' +
+      'vencrypt (TLS with X.509 certificates, QEMU\'s tls-creds-x509; X509Vnc adds the password). ' +
       'With only none the browser talks RFB to the VNC server directly; otherwise the proxy authenticates and offers the browser None.'),
+    vencrypt_ca_certs: option(parseString, '', 'PEM CA bundle that VNC servers\' certificates must chain to (auth scheme vencrypt); re-read on SIGHUP.'),
+    vencrypt_client_cert: option(parseString, '', 'PEM client certificate the proxy presents to VNC servers that verify peers (QEMU verify-peer=on).'),
+    vencrypt_client_key: option(parseString, '', 'PEM private key for vencrypt_client_cert.'),
+    vencrypt_verify_hostname: option(parseBool, true,
+      'Require the VNC server\'s certificate to name the address the proxy connects to (Nova does not check this).'),
   },
   consoleauth: {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),

@@ -7,6 +7,8 @@
  *   only when ws had to queue a chunk (the queued chunk still points into it);
  * - handlers are bound once, send options are one frozen object, and pausing uses ws's own
  *   pause()/resume() and one flush callback.
+ * A TLS hop to the VNC server (VeNCrypt) cannot use `onread` — Node ignores it for a TLSSocket
+ * wrapping an existing socket — so that path reads 'data' events, whose chunks are fresh buffers.
  */
 import type { OnReadOpts, Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
@@ -66,13 +68,17 @@ export class Relay {
     tcp.resume();
   }
 
-  /** Start relaying over a connected socket that was created with {@link Relay.onread}. */
-  start(tcp: Socket): void {
+  /**
+   * Start relaying over a connected socket: one created with {@link Relay.onread} (`'onread'`), or
+   * one that emits 'data' (`'data'`: the TLS socket of a VeNCrypt connection).
+   */
+  start(tcp: Socket, reads: 'onread' | 'data' = 'onread'): void {
     this.#intercept = undefined;
     this.#tcp = tcp;
     this.#running = true;
     this.#ws.on('message', this.#onClientMessage);
     tcp.on('drain', this.#onServerDrain);
+    if (reads === 'data') tcp.on('data', this.#onServerData);
     this.#ws.resume();
     tcp.resume();
   }
@@ -81,6 +87,7 @@ export class Relay {
     this.#running = false;
     this.#ws.off('message', this.#onClientMessage);
     this.#tcp?.off('drain', this.#onServerDrain);
+    this.#tcp?.off('data', this.#onServerData);
   }
 
   readonly #nextReadBuffer = (): Buffer => (this.#readBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
@@ -125,6 +132,19 @@ export class Relay {
     // so the next read must go to a fresh one.
     if (this.#ws.bufferedAmount > 0) this.#readBuffer = undefined;
     return !pause;
+  };
+
+  /** VNC server → browser for a 'data'-emitting socket: same backpressure as the onread path. */
+  readonly #onServerData = (chunk: Buffer): void => {
+    if (!this.#running) return;
+    this.bytesToClient += chunk.length;
+    if (this.#ws.bufferedAmount + chunk.length > this.#highWater) {
+      this.#tcpPausedByUs = true;
+      this.#ws.send(chunk, SEND_BINARY, this.#onClientFlushed);
+      this.#tcp?.pause();
+    } else {
+      this.#ws.send(chunk, SEND_BINARY);
+    }
   };
 
   readonly #onClientFlushed = (err?: Error | null): void => {

@@ -19,6 +19,7 @@ import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
 import type { TrustedProxies } from './forwarded.js';
 import { extractToken } from './request.js';
+import type { UpstreamTls } from './upstream-tls.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
 /** Largest WebSocket message accepted from a browser; RFB client messages are tiny, cut-text aside. */
@@ -43,6 +44,8 @@ export interface ConsoleProxyOptions {
   readonly verifyTarget?: (info: ConnectInfo) => Promise<void>;
   /** RFB security proxy schemes; absent for a transparent relay. */
   readonly authSchemes?: readonly AuthScheme[];
+  /** TLS towards VNC servers (auth scheme vencrypt); read per session so reloads apply. */
+  readonly upstreamTls?: () => UpstreamTls | undefined;
   /** The VNC password of a target (for auth scheme vnc). */
   readonly consolePassword?: (info: ConnectInfo) => Promise<string | undefined>;
   readonly wsHighWaterBytes?: number;
@@ -237,7 +240,7 @@ export class ConsoleProxy {
   async #verify(connectInfo: ConnectInfo, expiresAt: number): Promise<SessionAuth> {
     try {
       await this.#options.verifyTarget?.(connectInfo);
-      const needsPassword = this.#options.authSchemes?.includes('vnc') && this.#options.consolePassword !== undefined;
+      const needsPassword = (this.#options.authSchemes?.includes('vnc') || this.#options.authSchemes?.includes('vencrypt')) && this.#options.consolePassword !== undefined;
       const vncPassword = needsPassword ? await this.#options.consolePassword?.(connectInfo) : undefined;
       return { ok: true, connectInfo, expiresAt, vncPassword };
     } catch (err) {
@@ -292,6 +295,7 @@ export class ConsoleProxy {
         onClosed: (s) => this.#sessions.delete(s),
         ...(this.#options.authSchemes === undefined ? {} : { authSchemes: this.#options.authSchemes }),
         handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
+        ...(this.#options.upstreamTls === undefined ? {} : { upstreamTls: this.#options.upstreamTls }),
       });
       this.#sessions.add(session);
       session.begin(auth);

@@ -11,6 +11,7 @@ import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
 import type { ConnectInfo } from '../tokens/store.js';
 import { Relay } from './relay.js';
+import { startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
 
 export type SessionState = 'authenticating' | 'connecting' | 'negotiating' | 'relaying' | 'closing' | 'closed';
 
@@ -41,12 +42,25 @@ export interface ConsoleSessionOptions {
   readonly authSchemes?: readonly AuthScheme[];
   /** Limit for the whole RFB handshake (both sides). */
   readonly handshakeTimeoutMs?: number;
+  /** TLS towards VNC servers for auth scheme vencrypt (read per session: certificates can be reloaded). */
+  readonly upstreamTls?: () => UpstreamTls | undefined;
 }
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
 export type SessionAuth =
   | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly vncPassword?: string | undefined }
   | { readonly ok: false; readonly error: PortholeError };
+
+/** An operator-facing reason for a failed TLS hop, with the fix for the usual causes. */
+export function describeTlsError(err: NodeJS.ErrnoException): string {
+  const base = err.code !== undefined && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
+  if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|ECONNRESET/.test(err.code ?? '')) {
+    return `${base}; the VNC server did not accept the proxy's client certificate ([vnc] vencrypt_client_cert/vencrypt_client_key)`;
+  }
+  if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `${base}; set [vnc] vencrypt_verify_hostname = false only if the certificates cannot name the address`;
+  if (/VERIFY|SELF_SIGNED|ISSUER|CERT_/.test(err.code ?? '')) return `${base}; the server certificate does not chain to [vnc] vencrypt_ca_certs`;
+  return base;
+}
 
 export class ConsoleSession {
   readonly id: string;
@@ -59,6 +73,8 @@ export class ConsoleSession {
   #logger: Logger;
   readonly #options: ConsoleSessionOptions;
   #tcp: Socket | undefined;
+  /** The TLS layer over #tcp after a VeNCrypt upgrade; relaying and handshake writes go through it. */
+  #tls: Socket | undefined;
   #relay: Relay | undefined;
   #connectTimer: NodeJS.Timeout | undefined;
   #expiresAt = Infinity;
@@ -128,7 +144,14 @@ export class ConsoleSession {
     });
     tcp.on('error', (err: NodeJS.ErrnoException) => this.#onServerError(err, info));
     tcp.on('close', () => {
-      if (this.#state === 'relaying' || this.#state === 'negotiating') {
+      if (this.#state === 'negotiating' && this.#tls !== undefined) {
+        // QEMU/GnuTLS hangs up without an alert when it rejects (or misses) the client certificate;
+        // under TLS 1.3 that shows only after the proxy's side of the handshake completed.
+        const configured = this.#options.upstreamTls?.()?.hasClientCertificate === true;
+        this.fail(new PortholeError('PH_ERR_UPSTREAM_TLS',
+          `VNC server ${info.host}:${info.port} closed the connection during the VeNCrypt TLS handshake; it probably requires a client certificate ` +
+          (configured ? 'and did not accept the proxy\'s ([vnc] vencrypt_client_cert is not from a CA it trusts)' : 'and [vnc] vencrypt_client_cert is not set')));
+      } else if (this.#state === 'relaying' || this.#state === 'negotiating') {
         this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} closed the connection`));
       }
     });
@@ -148,6 +171,8 @@ export class ConsoleSession {
     this.#connectTimer = setTimeout(() => this.fail(new PortholeError('PH_ERR_RFB_HANDSHAKE', `RFB handshake did not finish within ${timeoutMs} ms`)), timeoutMs);
     const server = new ServerHandshake(this.#options.authSchemes ?? ['none'], password);
     const client = new ClientHandshake();
+    /** Where handshake bytes and, later, the browser's bytes go: the TCP socket, or TLS over it. */
+    let upstream: Socket = tcp;
     const guard = (fn: () => void) => {
       try {
         fn();
@@ -162,22 +187,51 @@ export class ConsoleSession {
       if (!step.done) return;
       this.#ws.off('message', onClientBytes);
       this.#ws.pause();
-      if (step.rest) tcp.write(step.rest);
-      this.#logger.info({ auth: server.chosen }, 'RFB security negotiated');
+      if (step.rest) upstream.write(step.rest);
+      this.#logger.info({ auth: server.chosen, ...(server.vencryptSubtype === undefined ? {} : { vencryptSubtype: server.vencryptSubtype }) }, 'RFB security negotiated');
       this.#onServerConnected(info);
     });
     let serverDone = false;
-    relay.intercept(tcp, (chunk) => guard(() => {
+    const onServerBytes = (chunk: Buffer) => guard(() => {
       if (this.#state !== 'negotiating') return;
       if (serverDone) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', `the VNC server sent ${chunk.length} bytes before ClientInit`);
       const step = server.feed(chunk);
-      for (const b of step.send) tcp.write(b);
+      for (const b of step.send) upstream.write(b);
+      if (step.startTls) {
+        upstream = this.#startTls(info, onServerBytes);
+        return;
+      }
       if (!step.done) return;
       serverDone = true;
       for (const b of client.start()) this.#ws.send(b);
       this.#ws.on('message', onClientBytes);
       this.#ws.resume();
-    }));
+    });
+    relay.intercept(tcp, onServerBytes);
+  }
+
+  /**
+   * VeNCrypt: the clear-text preamble is done; run TLS over the same TCP connection. From here the
+   * TLS socket carries the rest of the handshake and the relay, and its failures (a certificate
+   * that does not verify, a client certificate the server refused) close the console with 4020.
+   */
+  #startTls(info: ConnectInfo, onServerBytes: (chunk: Buffer) => void): Socket {
+    const tls = this.#options.upstreamTls?.();
+    if (tls === undefined) throw new PortholeError('PH_ERR_CONFIG_INVALID', 'auth scheme vencrypt needs [vnc] vencrypt_ca_certs');
+    const tcp = this.#tcp as Socket;
+    tcp.pause();
+    const secure = startUpstreamTls(tcp, info.host, tls);
+    this.#tls = secure;
+    secure.on('data', onServerBytes);
+    secure.on('error', (err: NodeJS.ErrnoException) => {
+      const error = new PortholeError('PH_ERR_UPSTREAM_TLS', `TLS to VNC server ${info.host}:${info.port} failed: ${describeTlsError(err)}`, { cause: err });
+      if (this.#state === 'relaying') this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', error.message, { cause: err }));
+      else this.fail(error);
+    });
+    secure.once('secureConnect', () => {
+      this.#logger.debug({ protocol: secure.getProtocol(), cipher: secure.getCipher().name }, 'TLS to the VNC server established');
+    });
+    return secure;
   }
 
   #onServerConnected(info: ConnectInfo): void {
@@ -185,7 +239,11 @@ export class ConsoleSession {
     if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
     this.#transition('relaying');
     this.#lastActivityAt = Date.now();
-    this.#relay?.start(this.#tcp as Socket);
+    if (this.#tls === undefined) this.#relay?.start(this.#tcp as Socket);
+    else {
+      this.#tls.removeAllListeners('data');
+      this.#relay?.start(this.#tls, 'data');
+    }
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
     if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
   }
@@ -263,6 +321,7 @@ export class ConsoleSession {
   #releaseServer(): void {
     clearTimeout(this.#connectTimer);
     this.#relay?.stop();
+    this.#tls?.destroy();
     this.#tcp?.destroy();
   }
 

@@ -1,4 +1,6 @@
 /** Debian's Chromium driven by playwright-core (no browser download). */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
@@ -21,4 +23,37 @@ export async function litPixels(page: Page): Promise<number> {
     for (let i = 0; i < d.length; i += 4) if ((d[i] ?? 0) + (d[i + 1] ?? 0) + (d[i + 2] ?? 0) > 150) lit++;
     return lit;
   });
+}
+
+export interface ConsoleSeen {
+  /** Lit canvas pixels once the screen drew (or when 15 s ran out). */
+  readonly lit: number;
+  /** A dialog (password prompt) opened. */
+  readonly prompted: boolean;
+  readonly html: string;
+}
+
+/**
+ * Open a console URL in Chromium, wait for "Connected" and a drawn screen, and save a screenshot
+ * to test-output/e2e/`screenshot`.
+ */
+export async function showConsoleInChromium(url: string, screenshot: string, options: { ignoreHttpsErrors?: boolean } = {}): Promise<ConsoleSeen> {
+  const out = join(process.cwd(), 'test-output', 'e2e');
+  await mkdir(out, { recursive: true });
+  const browser = await launchChromium();
+  try {
+    const context = await browser.newContext({ viewport: { width: 900, height: 560 }, ignoreHTTPSErrors: options.ignoreHttpsErrors ?? false });
+    const tab = await context.newPage();
+    let prompted = false;
+    tab.on('dialog', (d) => { prompted = true; void d.dismiss(); });
+    await tab.goto(url);
+    await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+    let lit = 0;
+    const deadline = Date.now() + 15_000;
+    while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
+    await tab.screenshot({ path: join(out, screenshot) });
+    return { lit, prompted, html: await tab.content() };
+  } finally {
+    await browser.close();
+  }
 }

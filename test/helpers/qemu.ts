@@ -10,7 +10,22 @@ export function startQemuVnc(): Promise<DemoVm> {
  * QEMU whose VNC server requires a password (security type 2 only), set over QMP as
  * `change-vnc-password` — QEMU refuses every client until a password is set.
  */
-export async function startQemuVncWithPassword(password: string): Promise<{ port: number; stop(): Promise<void> }> {
+export function startQemuVncWithPassword(password: string): Promise<{ port: number; stop(): Promise<void> }> {
+  return startQemuVncSecured({ password });
+}
+
+export interface QemuVncSecurity {
+  /** VNC password (QEMU password=on; set over QMP). */
+  readonly password?: string;
+  /**
+   * VeNCrypt with X.509 (QEMU tls-creds-x509): `dir` holds ca-cert.pem, server-cert.pem and
+   * server-key.pem; verifyPeer makes QEMU demand a client certificate from that CA (mutual TLS).
+   */
+  readonly tls?: { readonly dir: string; readonly verifyPeer: boolean };
+}
+
+/** QEMU with a VNC server in one of its security modes: password, VeNCrypt X509None, X509Vnc, with or without mutual TLS. */
+export async function startQemuVncSecured(security: QemuVncSecurity): Promise<{ port: number; stop(): Promise<void> }> {
   const { spawn } = await import('node:child_process');
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
@@ -27,8 +42,13 @@ export async function startQemuVncWithPassword(password: string): Promise<{ port
     });
     if (free) break;
   }
-  const child = spawn('qemu-system-x86_64', ['-name', 'porthole-test-pw', '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc', '-accel', 'tcg', '-m', '64',
-    '-vnc', `127.0.0.1:${display},password=on`, '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: 'ignore' });
+  const { password, tls } = security;
+  const vnc = [`127.0.0.1:${display}`, ...(password === undefined ? [] : ['password=on']), ...(tls ? ['tls-creds=tls0'] : [])].join(',');
+  const tlsArgs = tls ? ['-object', `tls-creds-x509,id=tls0,dir=${tls.dir},endpoint=server,verify-peer=${tls.verifyPeer ? 'on' : 'off'}`] : [];
+  const child = spawn('qemu-system-x86_64', ['-name', 'porthole-test-secured', '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc', '-accel', 'tcg', '-m', '64',
+    ...tlsArgs, '-vnc', vnc, '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: 'ignore' });
+  const commands = ['{"execute":"qmp_capabilities"}',
+    ...(password === undefined ? [] : ['{"execute":"change-vnc-password","arguments":{"password":' + JSON.stringify(password) + '}}'])];
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
@@ -48,9 +68,9 @@ export async function startQemuVncWithPassword(password: string): Promise<{ port
           buf += d.toString();
           if (buf.includes('"QMP"') && !buf.includes('qmp_capabilities_sent')) {
             buf += 'qmp_capabilities_sent';
-            s.write('{"execute":"qmp_capabilities"}\n{"execute":"change-vnc-password","arguments":{"password":' + JSON.stringify(password) + '}}\n');
+            s.write(commands.join('\n') + '\n');
           }
-          if ((buf.match(/"return"/g) ?? []).length >= 2) { s.end(); resolve(buf); }
+          if ((buf.match(/"return"/g) ?? []).length >= commands.length) { s.end(); resolve(buf); }
           if (buf.includes('"error"')) { s.end(); resolve(buf); }
         });
       });

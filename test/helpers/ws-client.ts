@@ -1,4 +1,5 @@
 /** A WebSocket console client for tests: reads bytes, or reports how the proxy closed it. */
+import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 
@@ -83,5 +84,43 @@ export async function rfbSecurityTypes(url: string, origin?: string): Promise<{ 
     return { version, types };
   } finally {
     ws.close();
+  }
+}
+
+/** Browser-side RFB 3.8 up to ServerInit, choosing None. Returns the framebuffer size. */
+export async function handshakeToServerInit(url: string, origin: string): Promise<{ width: number; height: number }> {
+  const ws = new WebSocket(url, ['binary'], { origin });
+  let buf = Buffer.alloc(0);
+  const steps: Array<[number, (b: Buffer) => Buffer | undefined]> = [
+    [12, () => Buffer.from('RFB 003.008\n')],
+    [2, (b) => { assert.deepEqual([...b], [1, 1], 'the proxy offers exactly one type: None'); return Buffer.from([1]); }],
+    [4, (b) => { assert.equal(b.readUInt32BE(0), 0); return Buffer.from([1]); }],
+  ];
+  try {
+    return await new Promise((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('close', (code, reason) => reject(new Error(`closed ${code} ${String(reason)}`)));
+      ws.on('message', (data: Buffer) => {
+        buf = Buffer.concat([buf, data]);
+        try {
+          for (;;) {
+            const step = steps[0];
+            if (step === undefined) {
+              if (buf.length >= 4) resolve({ width: buf.readUInt16BE(0), height: buf.readUInt16BE(2) });
+              return;
+            }
+            if (buf.length < step[0]) return;
+            const reply = step[1](buf.subarray(0, step[0]));
+            buf = buf.subarray(step[0]);
+            steps.shift();
+            if (reply) ws.send(reply);
+          }
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+  } finally {
+    ws.terminate();
   }
 }

@@ -3,54 +3,13 @@
  * authenticates, the browser sees only "None" and never the password.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
-import { launchChromium, litPixels } from '../helpers/browser.js';
+import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startQemuVncWithPassword } from '../helpers/qemu.js';
-import { openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
+import { handshakeToServerInit, openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
 
 const PASSWORD = 's3cret';
-
-/** Browser-side RFB 3.8 up to ServerInit, choosing None. Returns the framebuffer size. */
-async function handshakeToServerInit(url: string, origin: string): Promise<{ width: number; height: number }> {
-  const ws = new WebSocket(url, ['binary'], { origin });
-  let buf = Buffer.alloc(0);
-  const steps: Array<[number, (b: Buffer) => Buffer | undefined]> = [
-    [12, () => Buffer.from('RFB 003.008\n')],
-    [2, (b) => { assert.deepEqual([...b], [1, 1], 'the proxy offers exactly one type: None'); return Buffer.from([1]); }],
-    [4, (b) => { assert.equal(b.readUInt32BE(0), 0); return Buffer.from([1]); }],
-  ];
-  try {
-    return await new Promise((resolve, reject) => {
-      ws.on('error', reject);
-      ws.on('close', (code, reason) => reject(new Error(`closed ${code} ${String(reason)}`)));
-      ws.on('message', (data: Buffer) => {
-        buf = Buffer.concat([buf, data]);
-        try {
-          for (;;) {
-            const step = steps[0];
-            if (step === undefined) {
-              if (buf.length >= 4) resolve({ width: buf.readUInt16BE(0), height: buf.readUInt16BE(2) });
-              return;
-            }
-            if (buf.length < step[0]) return;
-            const reply = step[1](buf.subarray(0, step[0]));
-            buf = buf.subarray(step[0]);
-            steps.shift();
-            if (reply) ws.send(reply);
-          }
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-    });
-  } finally {
-    ws.terminate();
-  }
-}
 
 describe('RFB security proxy with a password-protected QEMU', () => {
   let vm: { port: number; stop(): Promise<void> };
@@ -102,24 +61,9 @@ describe('RFB security proxy with a password-protected QEMU', () => {
   });
 
   test('Chromium shows the password-protected console without ever being asked for a password', async () => {
-    const out = join(process.cwd(), 'test-output', 'e2e');
-    await mkdir(out, { recursive: true });
-    const browser = await launchChromium();
-    try {
-      const tab = await browser.newPage({ viewport: { width: 900, height: 560 } });
-      let prompted = false;
-      tab.on('dialog', (d) => { prompted = true; void d.dismiss(); });
-      await tab.goto((await gw.mint('locked')).body.url as string);
-      await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
-      let lit = 0;
-      const deadline = Date.now() + 15_000;
-      while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
-      await tab.screenshot({ path: join(out, 'vnc-password-qemu.png') });
-      assert.ok(lit >= 500, `canvas has ${lit} lit pixels`);
-      assert.equal(prompted, false, 'no password prompt');
-      assert.ok(!(await tab.content()).includes(PASSWORD));
-    } finally {
-      await browser.close();
-    }
+    const seen = await showConsoleInChromium((await gw.mint('locked')).body.url as string, 'vnc-password-qemu.png');
+    assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
+    assert.equal(seen.prompted, false, 'no password prompt');
+    assert.ok(!seen.html.includes(PASSWORD));
   });
 });

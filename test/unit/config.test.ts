@@ -137,3 +137,14 @@ test('shared-store settings that would not take effect are errors, never a silen
   assert.deepEqual(problems('[cache]\nbackend = memcached\n'), ['[cache] backend = memcached needs [cache] memcache_servers (host:port,host:port)']);
   assert.deepEqual(problems('[cache]\nbackend = redis\nredis_server = 127.0.0.1:6379\n'), []);
 });
+
+test('VeNCrypt options: CA required, client cert and key together, and never set without the scheme', () => {
+  const problems = (text: string) => crossCheck(buildConfig(check(text).values, ENV)).map((p) => p.message);
+  assert.deepEqual(problems('[vnc]\nauth_schemes = vencrypt,vnc\n'),
+    ['[vnc] auth_schemes includes vencrypt, which needs [vnc] vencrypt_ca_certs (the CA that signed the VNC servers\' certificates)']);
+  assert.deepEqual(problems('[vnc]\nauth_schemes = vencrypt\nvencrypt_ca_certs = /ca.pem\nvencrypt_client_cert = /c.pem\n'),
+    ['[vnc] vencrypt_client_cert and [vnc] vencrypt_client_key must be set together']);
+  assert.match(problems('[vnc]\nvencrypt_ca_certs = /ca.pem\n')[0] ?? '', /auth_schemes does not include vencrypt/);
+  assert.deepEqual(problems('[vnc]\nauth_schemes = vencrypt\nvencrypt_ca_certs = /ca.pem\nvencrypt_client_cert = /c.pem\nvencrypt_client_key = /k.pem\n'), []);
+  assert.match(check('[vnc]\nauth_schemes = vencrypt,tls\n').problems[0]?.message ?? '', /expected one of none, vnc, vencrypt, got "tls"/);
+});

@@ -69,6 +69,50 @@ test('server side: not RFB, or RFB 3.3 → PH_ERR_RFB_HANDSHAKE', () => {
   assert.throws(() => new ServerHandshake(['none'], undefined).feed(Buffer.from('RFB 003.003\n')), /3\.8 is required/);
 });
 
+/** Server bytes up to VeNCrypt's sub-type accept: types [19], version 0.2, ack, sub-types, accept. */
+const vencryptPreamble = (subtypes: number[]) => Buffer.concat([V38, Buffer.from([1, 19]), Buffer.from([0, 2]), Buffer.from([0]),
+  Buffer.from([subtypes.length]), ...subtypes.map(u32), Buffer.from([1])]);
+
+test('server side, VeNCrypt X509None: version 0.2, picks 260, asks for TLS, then reads SecurityResult', () => {
+  const hs = new ServerHandshake(['vencrypt'], undefined);
+  const { sent, last } = feedBytewise(hs, vencryptPreamble([260]));
+  assert.deepEqual(sent, Buffer.concat([V38, Buffer.from([19]), Buffer.from([0, 2]), u32(260)]));
+  assert.equal(last.startTls, true);
+  assert.equal(last.done, false);
+  // After TLS: the bytes are the decrypted stream.
+  const end = hs.feed(u32(0));
+  assert.equal(end.done, true);
+  assert.equal(hs.vencryptSubtype, 260);
+});
+
+test('server side, VeNCrypt X509Vnc: preferred when the password is known; the challenge is answered inside TLS', () => {
+  const challenge = randomBytes(16);
+  const hs = new ServerHandshake(['vencrypt'], 'pw');
+  const pre = feedBytewise(hs, vencryptPreamble([260, 261]));
+  assert.deepEqual(pre.sent.subarray(-4), u32(261));
+  assert.equal(pre.last.startTls, true);
+  const { sent, last } = feedBytewise(hs, Buffer.concat([challenge, u32(0)]));
+  assert.deepEqual(sent, vncAuthResponse('pw', challenge));
+  assert.equal(last.done, true);
+  const wrong = new ServerHandshake(['vencrypt'], 'pw');
+  wrong.feed(vencryptPreamble([261]));
+  assert.throws(() => wrong.feed(Buffer.concat([randomBytes(16), u32(1), u32(6), Buffer.from('denied')])),
+    (e: Error & { code?: string }) => e.code === 'PH_ERR_RFB_AUTH_FAILED' && /rejected the password: denied/.test(e.message));
+});
+
+test('server side, VeNCrypt: anonymous TLS or plain sub-types only → 4018 naming them; a bad version or refusal → handshake error', () => {
+  assert.throws(() => new ServerHandshake(['vencrypt'], 'pw').feed(vencryptPreamble([257, 258, 256])), (e: Error & { code?: string }) =>
+    e.code === 'PH_ERR_RFB_NO_COMMON_AUTH' && /sub-types \[257 TLSNone, 258 TLSVnc, 256 Plain\]/.test(e.message));
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(vencryptPreamble([261])), /no VNC password is known/);
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(Buffer.concat([V38, Buffer.from([1, 19, 0, 1])])), /VeNCrypt 0\.1; 0\.2 is required/);
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(Buffer.concat([V38, Buffer.from([1, 19, 0, 2, 1])])), /refused VeNCrypt version 0\.2/);
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(Buffer.concat([V38, Buffer.from([1, 19, 0, 2, 0, 0])])), /no VeNCrypt sub-types/);
+  const reject = Buffer.concat([V38, Buffer.from([1, 19, 0, 2, 0, 1]), u32(260), Buffer.from([0])]);
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(reject), /rejected VeNCrypt sub-type 260 X509None/);
+  // Clear text where the TLS ClientHello is due: a downgrade attempt, refused.
+  assert.throws(() => new ServerHandshake(['vencrypt'], undefined).feed(Buffer.concat([vencryptPreamble([260]), u32(0)])), /clear-text bytes/);
+});
+
 test('client side: offers only None; extra bytes after the choice are handed on', () => {
   const hs = new ClientHandshake();
   assert.deepEqual(hs.start(), [V38]);
@@ -88,11 +132,12 @@ test('client side: a browser choosing anything but None is refused', () => {
 
 test('fuzz: random and truncated input never crashes, hangs or buffers without bound', () => {
   for (let i = 0; i < 3000; i++) {
-    const valid = Buffer.concat([V38, Buffer.from([2, 1, 2]), randomBytes(16), u32(0)]);
-    const input = i % 3 === 0 ? randomBytes(Math.floor(Math.random() * 64))
-      : i % 3 === 1 ? valid.subarray(0, Math.floor(Math.random() * valid.length))
+    const valid = i % 2 === 0 ? Buffer.concat([V38, Buffer.from([2, 1, 2]), randomBytes(16), u32(0)]) : vencryptPreamble([260, 261]);
+    const input = i % 4 === 0 ? randomBytes(Math.floor(Math.random() * 64))
+      : i % 4 === 1 ? valid.subarray(0, Math.floor(Math.random() * valid.length))
+      : i % 4 === 2 ? Buffer.concat([V38, Buffer.from([1, 19, 0, 2, 0]), randomBytes(Math.floor(Math.random() * 64))])
       : Buffer.concat([V38, randomBytes(Math.floor(Math.random() * 64))]);
-    for (const hs of [new ServerHandshake(['vnc', 'none'], 'pw'), new ClientHandshake()]) {
+    for (const hs of [new ServerHandshake(['vencrypt', 'vnc', 'none'], 'pw'), new ClientHandshake()]) {
       try {
         let offset = 0;
         while (offset < input.length) {
