@@ -55,22 +55,96 @@ function showReason(text, detail) {
   }
 }
 
+/** Per-tab (sessionStorage) memory of this console's cookie path, so a reload reconnects the same console. */
+const CONSOLE_PATH_KEY = 'porthole.consolePath';
+
 /**
  * Token and WebSocket path from the page URL: `?token=…`, or noVNC's `?path=websockify%3Ftoken%3D…`.
  * The socket always goes to this page's own host: only the path is taken from `path`.
+ * `pageUrl` is the address to show instead: the same page and options without the token.
  */
-export function websocketUrl(loc, query) {
+export function consoleTarget(loc, query) {
   const rawPath = query.get('path') ?? 'websockify';
   const resolved = new URL(rawPath.replace(/^\/+/, '/'), loc.href);
   const token = query.get('token') ?? resolved.searchParams.get('token');
+  const kept = new URLSearchParams(query);
+  kept.delete('token');
+  if (resolved.searchParams.has('token')) kept.delete('path');
+  const rest = kept.toString();
+  return { token, wsPath: resolved.pathname, pageUrl: `${loc.pathname}${rest ? `?${rest}` : ''}` };
+}
+
+export function websocketUrl(loc, path, token) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = new URL(`${scheme}//${loc.host}${resolved.pathname}`);
+  const url = new URL(`${scheme}//${loc.host}${path}`);
   if (token) url.searchParams.set('token', token);
   return url.toString();
 }
 
-function start() {
-  const url = websocketUrl(window.location, params);
+/**
+ * Swap the URL token for an HttpOnly cookie scoped to a WebSocket path of this console's own
+ * (the proxy's POST /console-session). Returns that path, or an error with the close code that
+ * explains it, or undefined when the exchange is unreachable (the caller then keeps the token in
+ * memory and puts it in the WebSocket URL, as before).
+ */
+async function exchangeToken(token) {
+  let response;
+  try {
+    response = await fetch('console-session', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token }).toString(),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    return undefined;
+  }
+  const body = await response.json().catch(() => ({}));
+  if (response.ok && typeof body.path === 'string') return { path: body.path };
+  if (typeof body.wsCloseCode === 'number') return { error: body };
+  return undefined;
+}
+
+function failed(code, reason) {
+  setStatus(`Disconnected: ${reason ? reason.replace(/^PH_ERR_[A-Z_]+: /, '') : `code ${code}`}`, 'failed');
+  showReason(CLOSE_REASONS[code] ?? `The console closed unexpectedly (code ${code}).`, reason ? `${code} ${reason}` : `code ${code}`);
+}
+
+async function start() {
+  const target = consoleTarget(window.location, params);
+  // The token lives on only in this closure: not in the address bar, the history, or a Referer.
+  const urlToken = target.token;
+  let path = target.wsPath;
+  let fallbackToken;
+  if (urlToken) {
+    window.history.replaceState(null, '', target.pageUrl);
+    setStatus('Checking the console link…');
+    const swapped = await exchangeToken(urlToken);
+    if (swapped?.error) {
+      failed(swapped.error.wsCloseCode, `${swapped.error.code}: ${swapped.error.message}`);
+      return;
+    }
+    if (swapped) {
+      path = swapped.path;
+      window.sessionStorage.setItem(CONSOLE_PATH_KEY, path);
+      // Kept for one case: a browser that does not send the cookie (third-party cookies blocked in
+      // a dashboard's cross-site iframe) gets 4001; then the token goes in the WebSocket URL.
+      fallbackToken = urlToken;
+    } else {
+      fallbackToken = urlToken;
+      path = target.wsPath;
+      connect(window.location, path, urlToken);
+      return;
+    }
+  } else {
+    path = window.sessionStorage.getItem(CONSOLE_PATH_KEY) ?? path;
+  }
+  connect(window.location, path, undefined, fallbackToken);
+}
+
+function connect(loc, path, token, fallbackToken) {
+  const url = websocketUrl(loc, path, token);
   setStatus('Connecting…');
   let socket;
   try {
@@ -106,16 +180,22 @@ function start() {
     cadButton.hidden = true;
     const code = closeEvent?.code ?? 1006;
     const reason = closeEvent?.reason ?? '';
+    if (code === 4001 && fallbackToken) {
+      console.warn('Porthole: the console cookie was not sent (blocked third-party cookies?); using the token in the WebSocket URL');
+      connect(loc, path, fallbackToken);
+      return;
+    }
     if (e.detail.clean && code === 1000) {
       setStatus('Disconnected');
       return;
     }
-    setStatus(`Disconnected: ${reason ? reason.replace(/^PH_ERR_[A-Z_]+: /, '') : `code ${code}`}`, 'failed');
-    showReason(CLOSE_REASONS[code] ?? `The console closed unexpectedly (code ${code}).`, reason ? `${code} ${reason}` : `code ${code}`);
+    failed(code, reason);
   });
-  cadButton.addEventListener('click', () => rfb.sendCtrlAltDel());
-  document.getElementById('fullscreenButton')?.addEventListener('click', () => document.documentElement.requestFullscreen());
-  document.getElementById('scaleToggle')?.addEventListener('change', (e) => { rfb.scaleViewport = e.target.checked; });
+  cadButton.onclick = () => rfb.sendCtrlAltDel();
+  const fullscreen = document.getElementById('fullscreenButton');
+  if (fullscreen) fullscreen.onclick = () => document.documentElement.requestFullscreen();
+  const scale = document.getElementById('scaleToggle');
+  if (scale) scale.onchange = (e) => { rfb.scaleViewport = e.target.checked; };
 }
 
-start();
+void start();

@@ -18,7 +18,8 @@ import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
 import type { TrustedProxies } from './forwarded.js';
-import { extractToken } from './request.js';
+import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, setCookieHeader, tokenFromExchangeBody } from './console-cookie.js';
+import { extractToken, readSmallBody, splitTarget } from './request.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
@@ -181,6 +182,10 @@ export class ConsoleProxy {
   }
 
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'POST' && splitTarget(req.url ?? '/').path === EXCHANGE_PATH) {
+      await this.#exchangeTokenForCookie(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ code: 'PH_ERR_API_BAD_REQUEST', message: 'method not allowed' }));
@@ -197,6 +202,56 @@ export class ConsoleProxy {
     res.end(JSON.stringify({ code: 'PH_ERR_API_NOT_FOUND', message: 'not found' }));
   }
 
+  /**
+   * The console page's token → cookie swap (see console-cookie.ts). Only for browsers on an allowed
+   * Origin; failed tokens count towards the per-address limit like failed upgrades.
+   */
+  async #exchangeTokenForCookie(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer', ...headers });
+      res.end(JSON.stringify(body));
+    };
+    const refuse = (err: PortholeError) => reply(err.httpStatus, { code: err.code, message: err.message, wsCloseCode: err.wsCloseCode });
+    const trusted = this.#options.trustedProxies;
+    const remote = trusted ? trusted.clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']) : (req.socket.remoteAddress ?? 'unknown');
+    if (this.#failures.blocked(remote)) {
+      req.resume();
+      refuse(new PortholeError('PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute'));
+      return;
+    }
+    const verdict = req.headers.origin === undefined ? { ok: false as const, reason: 'the token exchange is for browsers: Origin header required' } : checkOrigin({
+      origin: req.headers.origin,
+      host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
+      allowedOrigins: this.#options.allowedOrigins,
+      expectedScheme: this.#options.defaultScheme,
+    });
+    if (!verdict.ok) {
+      req.resume();
+      refuse(new PortholeError('PH_ERR_ORIGIN_FORBIDDEN', verdict.reason));
+      return;
+    }
+    let body: string;
+    try {
+      body = await readSmallBody(req, MAX_EXCHANGE_BODY_BYTES);
+    } catch (err) {
+      res.shouldKeepAlive = false; // the rest of the body was not read
+      refuse(new PortholeError('PH_ERR_API_BAD_REQUEST', (err as Error).message));
+      return;
+    }
+    const token = tokenFromExchangeBody(body);
+    const lookup = await this.#lookup(token);
+    if (!lookup.ok) {
+      if (TOKEN_FAILURES.has(lookup.error.code)) this.#failures.record(remote);
+      this.#logger.info({ code: lookup.error.code, remote, token: token === undefined ? undefined : tokenLogId(token) }, `token exchange refused: ${lookup.error.message}`);
+      refuse(lookup.error);
+      return;
+    }
+    const path = newConsolePath();
+    const secure = this.#options.tls !== undefined || this.#options.defaultScheme === 'https:';
+    const maxAgeSeconds = Number.isFinite(lookup.expiresAt) ? (lookup.expiresAt - Date.now()) / 1000 : 600;
+    reply(200, { path }, { 'Set-Cookie': setCookieHeader({ token: token as string, path, maxAgeSeconds, secure }) });
+  }
+
   #onRequestError(res: ServerResponse, err: unknown): void {
     this.#logger.error({ err }, 'request failed');
     if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
@@ -204,6 +259,12 @@ export class ConsoleProxy {
   }
 
   async #authenticate(token: string | undefined): Promise<SessionAuth> {
+    const lookup = await this.#lookup(token);
+    return lookup.ok ? this.#verify(lookup.connectInfo, lookup.expiresAt) : lookup;
+  }
+
+  /** The token store's answer only (no target check): for the upgrade and the cookie exchange. */
+  async #lookup(token: string | undefined): Promise<{ ok: true; connectInfo: ConnectInfo; expiresAt: number } | { ok: false; error: PortholeError }> {
     if (token === undefined) return { ok: false, error: new PortholeError('PH_ERR_TOKEN_MISSING') };
     let lookup;
     try {
@@ -215,7 +276,7 @@ export class ConsoleProxy {
       };
     }
     switch (lookup.status) {
-      case 'valid': return this.#verify(lookup.connectInfo, lookup.expiresAt);
+      case 'valid': return { ok: true, connectInfo: lookup.connectInfo, expiresAt: lookup.expiresAt };
       case 'expired': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_EXPIRED') };
       case 'revoked': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_REVOKED') };
       case 'unknown': return { ok: false, error: new PortholeError('PH_ERR_TOKEN_INVALID') };

@@ -1,9 +1,10 @@
 /**
  * Real nginx and HAProxy in front of several Porthole proxy nodes, round-robin, with the WebSocket
- * settings docs/multi-node.md recommends. Foreground processes, killed by stop().
+ * settings and the token-free access log formats docs/multi-node.md recommends. Foreground
+ * processes, killed by stop().
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './net.js';
@@ -11,6 +12,8 @@ import { freePort, waitForPort } from './net.js';
 export interface Balancer {
   readonly name: 'nginx' | 'haproxy';
   readonly url: string;
+  /** The access log so far (nginx: its file; HAProxy: what it logged to stdout). */
+  accessLog(): string;
   stop(): Promise<void>;
 }
 
@@ -21,7 +24,9 @@ worker_processes 1;
 error_log ${dir}/error.log;
 events { worker_connections 512; }
 http {
-  access_log off;
+  # The request path without its query string: console URLs carry the token there.
+  log_format porthole_notoken '$remote_addr - [$time_local] "$request_method $uri $server_protocol" $status $body_bytes_sent $request_time';
+  access_log ${dir}/access.log porthole_notoken;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   upstream porthole { ${backends.map((p) => `server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join(' ')} }
@@ -45,8 +50,12 @@ http {
 export function haproxyConfig(listenPort: number, backends: readonly number[]): string {
   return `global
   maxconn 512
+  log stdout format raw local0
 defaults
   mode http
+  log global
+  # %HP is the path without the query string (%r and %HU would log the token).
+  log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %HM %HP %HV"
   timeout connect 2s
   timeout client 1h
   timeout server 1h
@@ -69,12 +78,15 @@ export async function startBalancer(name: 'nginx' | 'haproxy', backends: readonl
   writeFileSync(conf, name === 'nginx' ? nginxConfig(port, backends, dir) : haproxyConfig(port, backends));
   const child = name === 'nginx'
     ? spawn('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn('haproxy', ['-db', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    : spawn('haproxy', ['-db', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr?.resume();
+  let stdoutLog = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdoutLog += d; });
   await waitForPort(port, child, name);
   return {
     name,
     url: `http://127.0.0.1:${port}`,
+    accessLog: () => (name === 'nginx' ? (existsSync(join(dir, 'access.log')) ? readFileSync(join(dir, 'access.log'), 'utf8') : '') : stdoutLog),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));

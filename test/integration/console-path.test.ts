@@ -259,6 +259,34 @@ describe('console path against real QEMU', () => {
     }
   });
 
+  test('token → cookie exchange: browsers only, HttpOnly SameSite=Strict cookie on a path of its own, the upgrade reads it there', async () => {
+    const token = tokenOf((await gw.mint('demo')).body);
+    const exchange = (body: string, headers: Record<string, string> = { origin: origin() }) => fetch(`${gw.proxyUrl}/console-session`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body,
+    });
+    assert.equal((await exchange(`token=${token}`, { origin: 'http://evil.example' })).status, 403, 'foreign Origin');
+    assert.equal((await exchange(`token=${token}`, {})).status, 403, 'no Origin: not a browser page');
+    const bad = await exchange(`token=${'q'.repeat(32)}`);
+    assert.equal(bad.status, 401);
+    assert.deepEqual({ ...(await bad.json() as Record<string, unknown>), message: undefined }, { code: 'PH_ERR_TOKEN_INVALID', message: undefined, wsCloseCode: 4002 });
+    assert.equal((await exchange(`token=${'x'.repeat(2000)}`)).status, 400, 'oversized body');
+    const ok = await exchange(`token=${token}`);
+    assert.equal(ok.status, 200);
+    const { path } = await ok.json() as { path: string };
+    assert.match(path, /^\/websockify\/c\/[A-Za-z0-9_-]{16}$/);
+    const cookie = ok.headers.get('set-cookie') ?? '';
+    assert.match(cookie, new RegExp(`^porthole_console=${token}; Path=${path}; Max-Age=(\\d+); HttpOnly; SameSite=Strict$`));
+    assert.ok(Number(/Max-Age=(\d+)/.exec(cookie)?.[1]) <= 600, 'the cookie does not outlive the token');
+    assert.equal(ok.headers.get('cache-control'), 'no-store');
+    const second = await (await exchange(`token=${token}`)).json() as { path: string };
+    assert.notEqual(second.path, path, 'every exchange gets its own path');
+    const viaCookie = await openConsole(`${gw.wsUrl.replace(/\/websockify$/, '')}${path}`, {
+      origin: origin(), headers: { cookie: `porthole_console=${token}` }, wantBytes: 12,
+    });
+    assert.equal(viaCookie.received.subarray(0, 4).toString(), 'RFB ');
+    assert.ok(!gw.logLines.some((l) => l.includes(token)), 'the exchange never logs the token');
+  });
+
   test('graceful stop: open consoles run through the grace period, then close with 1001', async () => {
     const vm3 = vm; // reuse the running QEMU through a second gateway
     const g3 = await startTestGateway({ builtin: [vm3.entry] });

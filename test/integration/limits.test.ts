@@ -125,6 +125,23 @@ describe('limits', () => {
       await gw.close();
     }
   });
+
+  test('brute force through the page\'s token exchange counts the same and is limited the same', async () => {
+    const gw = await gateway('[console]\nmax_failed_tokens = 3\n');
+    try {
+      const exchange = (token: string) => fetch(`${gw.proxyUrl}/console-session`, {
+        method: 'POST', headers: { origin: gw.proxyUrl, 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}`,
+      });
+      for (let i = 0; i < 3; i++) assert.equal((await exchange(`${'w'.repeat(31)}${i}`)).status, 401);
+      const token = (await gw.mint('a')).body.token as string;
+      const blocked = await exchange(token);
+      assert.equal(blocked.status, 429);
+      assert.equal((await blocked.json() as { wsCloseCode: number }).wsCloseCode, 4029);
+      assert.equal((await openConsole(`${gw.wsUrl}?token=${token}`, { origin: gw.proxyUrl })).httpStatus, 429, 'upgrades from that address too');
+    } finally {
+      await gw.close();
+    }
+  });
 });
 
 describe('trusted proxies', () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { startBalancer } from '../helpers/balancers.js';
+import { launchChromium } from '../helpers/browser.js';
 import { runCli } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startQemuVnc } from '../helpers/qemu.js';
@@ -70,6 +71,34 @@ describe('several nodes behind a load balancer', () => {
       }
     });
   }
+
+  test('Chromium through nginx and HAProxy: the console works, and the documented access log formats never record the token', async () => {
+    const nodes = await threeNodes(`[cache]\nbackend = redis\nredis_server = ${redis.address}\n`, vm);
+    const browser = await launchChromium();
+    try {
+      for (const balancer of ['nginx', 'haproxy'] as const) {
+        const lb = await startBalancer(balancer, nodes.map(portOf));
+        try {
+          const token = ((await nodes[0]?.mint('demo'))?.body.token ?? '') as string;
+          const context = await browser.newContext();
+          const tab = await context.newPage();
+          await tab.goto(`${lb.url}/vnc_lite.html?token=${token}`);
+          await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+          await context.close(); // ends the WebSocket: HAProxy logs a tunnel when it ends
+          let log = '';
+          const deadline = Date.now() + 5000;
+          while (!/\/websockify\/c\//.test(log = lb.accessLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+          for (const line of [/GET \/vnc_lite\.html/, /POST \/console-session/, /GET \/websockify\/c\/[\w-]+/]) assert.match(log, line, `${balancer} log:\n${log}`);
+          assert.ok(!log.includes(token), `${balancer} access log contains the token:\n${log}`);
+        } finally {
+          await lb.stop();
+        }
+      }
+    } finally {
+      await browser.close();
+      for (const n of nodes) await n.close();
+    }
+  });
 
   test('split stores: doctor --peers names the nodes that do not share the store; the browser is told why', async () => {
     const nodes = await threeNodes('', vm);
