@@ -20,7 +20,7 @@ export default tseslint.config(
   },
   {
     files: ['web/**/*.js'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', URLSearchParams: 'readonly', URL: 'readonly', location: 'readonly', history: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', URLSearchParams: 'readonly', URL: 'readonly', location: 'readonly', history: 'readonly', console: 'readonly', fetch: 'readonly' } },
   },
   {
     files: ['bin/**/*.js', 'eslint.config.js'],
