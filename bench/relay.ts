@@ -8,13 +8,13 @@
  * WebSocket client is the `ws` package in this process for both proxies, so the client's cost is
  * the same on both sides of a ratio. Porthole and websockify each run as a separate process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { waitForPort } from '../test/helpers/net.js';
+import { cpuSeconds, stopChild, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
@@ -95,16 +95,6 @@ interface Path {
   close(): Promise<void>;
 }
 
-interface Conn {
-  onData(fn: (d: Buffer) => void): void;
-  send(d: Buffer): void;
-  pauseReading(): void;
-  /** Bytes queued in this process, not yet handed to the kernel. */
-  buffered(): number;
-  done: Promise<void>;
-  destroy(): void;
-}
-
 function rawPath(targets: Targets): Path {
   return {
     name: 'raw TCP',
@@ -124,48 +114,11 @@ function rawPath(targets: Targets): Path {
   };
 }
 
-function wsConn(url: string, origin: string): Promise<Conn> {
-  const ws = new WebSocket(url, ['binary'], { origin, perMessageDeflate: false, maxPayload: 0 });
-  // A first message can arrive in the same read as the upgrade answer, before the caller had a
-  // chance to subscribe: keep it until onData is called.
-  let early: Buffer[] = [];
-  let sink: ((d: Buffer) => void) | undefined;
-  ws.on('message', (d: Buffer) => { if (sink) sink(d); else early.push(d); });
-  return new Promise((resolve, reject) => {
-    ws.once('error', reject);
-    ws.once('open', () => {
-      ws.off('error', reject);
-      ws.on('error', () => ws.terminate());
-      resolve({
-        onData: (fn) => {
-          sink = fn;
-          for (const d of early) fn(d);
-          early = [];
-        },
-        send: (d) => ws.send(d),
-        pauseReading: () => ws.pause(),
-        buffered: () => ws.bufferedAmount,
-        done: new Promise<void>((r) => ws.once('close', () => r())),
-        destroy: () => ws.terminate(),
-      });
-    });
-  });
-}
-
 async function freePort(): Promise<number> {
   const srv = await listen(() => undefined);
   const { port } = srv.address() as AddressInfo;
   await new Promise((r) => srv.close(r));
   return port;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
 }
 
 async function porthholePath(targets: Targets, dir: string): Promise<Path> {
@@ -214,13 +167,6 @@ async function websockifyPath(targets: Targets, dir: string): Promise<Path | und
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${name}…\n`);
   return fn();
-}
-
-/** CPU seconds of a process plus its reaped children (websockify's per-connection forks). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-  return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / 100; // utime stime cutime cstime, in USER_HZ (100)
 }
 
 /**
