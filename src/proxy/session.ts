@@ -11,7 +11,7 @@ import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
 import type { ConnectInfo } from '../tokens/store.js';
 import { Relay } from './relay.js';
-import { startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
+import { describeTlsError, startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
 
 export type SessionState = 'authenticating' | 'connecting' | 'negotiating' | 'relaying' | 'closing' | 'closed';
 
@@ -50,17 +50,6 @@ export interface ConsoleSessionOptions {
 export type SessionAuth =
   | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly vncPassword?: string | undefined }
   | { readonly ok: false; readonly error: PortholeError };
-
-/** An operator-facing reason for a failed TLS hop, with the fix for the usual causes. */
-export function describeTlsError(err: NodeJS.ErrnoException): string {
-  const base = err.code !== undefined && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
-  if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|ECONNRESET/.test(err.code ?? '')) {
-    return `${base}; the VNC server did not accept the proxy's client certificate ([vnc] vencrypt_client_cert/vencrypt_client_key)`;
-  }
-  if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `${base}; set [vnc] vencrypt_verify_hostname = false only if the certificates cannot name the address`;
-  if (/VERIFY|SELF_SIGNED|ISSUER|CERT_/.test(err.code ?? '')) return `${base}; the server certificate does not chain to [vnc] vencrypt_ca_certs`;
-  return base;
-}
 
 export class ConsoleSession {
   readonly id: string;

@@ -1,7 +1,7 @@
 /** Debian's Chromium driven by playwright-core (no browser download). */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Cookie, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -31,6 +31,8 @@ export interface ConsoleSeen {
   /** A dialog (password prompt) opened. */
   readonly prompted: boolean;
   readonly html: string;
+  readonly status: string;
+  readonly cookies: readonly Cookie[];
 }
 
 /**
@@ -52,7 +54,7 @@ export async function showConsoleInChromium(url: string, screenshot: string, opt
     const deadline = Date.now() + 15_000;
     while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
     await tab.screenshot({ path: join(out, screenshot) });
-    return { lit, prompted, html: await tab.content() };
+    return { lit, prompted, html: await tab.content(), status: (await tab.locator('#status').textContent()) ?? '', cookies: await context.cookies() };
   } finally {
     await browser.close();
   }

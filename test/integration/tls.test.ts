@@ -5,6 +5,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
+import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
@@ -90,5 +91,15 @@ describe('TLS on the console proxy', () => {
   test('ssl_only without a certificate is a startup error', async () => {
     await assert.rejects(startTestGateway({ ini: `[DEFAULT]\nssl_only = true\n[api]\nport = ${await freePort()}\n` }),
       /ssl_only = true needs \[DEFAULT\] cert and \[DEFAULT\] key/);
+  });
+
+  test('Chromium shows the console over https/wss; the page\'s token cookie is Secure', async () => {
+    // The test CA is not in Chromium's trust store; the TLS itself is still real.
+    const seen = await showConsoleInChromium((await gw.mint('demo')).body.url as string, 'wss-console.png', { ignoreHttpsErrors: true });
+    assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
+    assert.match(seen.status, /^Connected \(encrypted\)/);
+    const cookie = seen.cookies.find((c) => c.name === 'porthole_console');
+    assert.equal(cookie?.secure, true);
+    assert.equal(cookie?.httpOnly, true);
   });
 });
