@@ -10,6 +10,11 @@ export interface ConsoleTarget {
   readonly port: number;
 }
 
+/** What the proxy needs to authenticate to a console's server, read fresh for each connect. */
+export interface ConnectSecrets {
+  readonly vncPassword?: string | undefined;
+}
+
 export interface InstanceSummary {
   readonly name: string;
   readonly uuid?: string | undefined;
@@ -36,12 +41,12 @@ export interface ComputeDriver {
   /** The canonical instance name for a name or UUID, whatever its state; undefined when unknown. */
   canonicalName(instance: string): Promise<string | undefined>;
   /**
-   * Optional connect-time re-check that the token's target still belongs to its instance.
-   * @throws PortholeError PH_ERR_TARGET_STALE when it does not.
+   * Optional, at connect time, in one look-up: re-check that the token's target still belongs to
+   * its instance, and (when `password` is asked for) read the console's VNC password for the RFB
+   * security proxy. Passwords are never stored with tokens.
+   * @throws PortholeError PH_ERR_TARGET_STALE when the target moved on.
    */
-  verifyTarget?(info: ConnectInfo): Promise<void>;
-  /** The VNC password of the instance's console, for the RFB security proxy; never stored with tokens. */
-  consolePassword?(info: ConnectInfo): Promise<string | undefined>;
+  prepareConnect?(info: ConnectInfo, want: { readonly password: boolean }): Promise<ConnectSecrets>;
   health(): Promise<DriverHealth>;
   close(): Promise<void>;
 }

@@ -1,14 +1,14 @@
 /**
  * libvirt compute driver: instances are domains on this host's libvirtd, resolved by name or UUID
  * from the live domain XML. It also guards against stale ports (CVE-2013-0335 class: a deleted
- * VM's console port reused by another VM): tokens record domain UUID + port, `verifyTarget` re-checks
+ * VM's console port reused by another VM): tokens record domain UUID + port, `prepareConnect` re-checks
  * at connect time, and a poll revokes the tokens of domains that stopped or were undefined.
  */
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
 import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
-import type { ComputeDriver, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
+import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
 import { vncTargetOf } from './libvirt-console.js';
 import { VirshError, type VirshRunner } from './virsh.js';
 
@@ -73,23 +73,22 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   /**
-   * At connect time: does the domain the token was minted for still run and own that port?
+   * At connect time, from one `virsh dumpxml` (with --security-info when the password is wanted:
+   * libvirt hides passwd= otherwise): does the domain the token was minted for still run and own
+   * that port? And what is its VNC password?
    * @throws PortholeError PH_ERR_TARGET_STALE, PH_ERR_LIBVIRT_UNAVAILABLE
    */
-  async verifyTarget(info: ConnectInfo): Promise<void> {
-    if (info.instanceUuid === undefined) return;
-    const domain = await this.domain(info.instanceUuid);
-    const stale = (why: string) => new PortholeError('PH_ERR_TARGET_STALE', `token for ${info.instance} (${info.instanceUuid}) port ${info.port}: ${why}`);
-    if (domain === undefined) throw stale('the domain no longer exists');
-    if (!domain.running) throw stale('the domain is not running');
-    const port = domain.graphics.find((g) => g.type === 'vnc')?.port;
-    if (port !== info.port) throw stale(`the domain's VNC server is now on port ${port ?? 'none'}`);
-  }
-
-  /** From the live XML read with --security-info (libvirt hides passwd= otherwise). */
-  async consolePassword(info: ConnectInfo): Promise<string | undefined> {
-    const domain = await this.domain(info.instanceUuid ?? info.instance, ['--security-info']);
-    return domain?.graphics.find((g) => g.type === 'vnc')?.password;
+  async prepareConnect(info: ConnectInfo, want: { readonly password: boolean }): Promise<ConnectSecrets> {
+    if (info.instanceUuid === undefined && !want.password) return {};
+    const domain = await this.domain(info.instanceUuid ?? info.instance, want.password ? ['--security-info'] : []);
+    const vnc = domain?.graphics.find((g) => g.type === 'vnc');
+    if (info.instanceUuid !== undefined) {
+      const stale = (why: string) => new PortholeError('PH_ERR_TARGET_STALE', `token for ${info.instance} (${info.instanceUuid}) port ${info.port}: ${why}`);
+      if (domain === undefined) throw stale('the domain no longer exists');
+      if (!domain.running) throw stale('the domain is not running');
+      if (vnc?.port !== info.port) throw stale(`the domain's VNC server is now on port ${vnc?.port ?? 'none'}`);
+    }
+    return { vncPassword: vnc?.password };
   }
 
   async #poll(): Promise<void> {

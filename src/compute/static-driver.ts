@@ -7,7 +7,7 @@ import { stat, readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
 import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
-import type { ComputeDriver, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
+import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
 import { parseInventory, type InventoryEntry } from './inventory.js';
 
 export interface StaticDriverOptions {
@@ -85,9 +85,11 @@ export class StaticDriver implements ComputeDriver {
     return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.port };
   }
 
-  async consolePassword(info: ConnectInfo): Promise<string | undefined> {
+  /** No target re-check (the inventory is the truth); the password from the inventory entry. */
+  async prepareConnect(info: ConnectInfo, want: { readonly password: boolean }): Promise<ConnectSecrets> {
+    if (!want.password) return {};
     await this.#reload(false);
-    return this.#find(info.instance)?.password;
+    return { vncPassword: this.#find(info.instance)?.password };
   }
 
   async list(): Promise<InstanceSummary[]> {

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PortholeError, isPortholeError } from '../errors.js';
+import type { ConnectSecrets } from '../compute/driver.js';
 import type { ConnectInfo, TokenStore } from '../tokens/store.js';
 import { tokenLogId } from '../tokens/token.js';
 import type { AuthScheme } from '../rfb/handshake.js';
@@ -41,14 +42,12 @@ export interface ConsoleProxyOptions {
   readonly pingIntervalMs: number;
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
   readonly connect?: ConnectFn;
-  /** Connect-time re-check of a valid token's target (the libvirt driver's stale-port guard). */
-  readonly verifyTarget?: (info: ConnectInfo) => Promise<void>;
+  /** Connect-time re-check of a valid token's target (the libvirt driver's stale-port guard) and its VNC password, in one look-up. */
+  readonly prepareConnect?: (info: ConnectInfo, want: { readonly password: boolean }) => Promise<ConnectSecrets>;
   /** RFB security proxy schemes; absent for a transparent relay. */
   readonly authSchemes?: readonly AuthScheme[];
   /** TLS towards VNC servers (auth scheme vencrypt); read per session so reloads apply. */
   readonly upstreamTls?: () => UpstreamTls | undefined;
-  /** The VNC password of a target (for auth scheme vnc). */
-  readonly consolePassword?: (info: ConnectInfo) => Promise<string | undefined>;
   readonly wsHighWaterBytes?: number;
   readonly maxPayloadBytes?: number;
   /** Serve TLS (https/wss) with these credentials. */
@@ -300,10 +299,9 @@ export class ConsoleProxy {
 
   async #verify(connectInfo: ConnectInfo, expiresAt: number): Promise<SessionAuth> {
     try {
-      await this.#options.verifyTarget?.(connectInfo);
-      const needsPassword = (this.#options.authSchemes?.includes('vnc') || this.#options.authSchemes?.includes('vencrypt')) && this.#options.consolePassword !== undefined;
-      const vncPassword = needsPassword ? await this.#options.consolePassword?.(connectInfo) : undefined;
-      return { ok: true, connectInfo, expiresAt, vncPassword };
+      const password = this.#options.authSchemes?.includes('vnc') === true || this.#options.authSchemes?.includes('vencrypt') === true;
+      const secrets = await this.#options.prepareConnect?.(connectInfo, { password });
+      return { ok: true, connectInfo, expiresAt, vncPassword: secrets?.vncPassword };
     } catch (err) {
       // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
       return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };
