@@ -3,6 +3,12 @@ import type { ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import WebSocket, { type ClientOptions } from 'ws';
 
+/**
+ * `[console]` lines for every benchmarked `porthole serve`: they measure the relay and the stores,
+ * not the session limits (the default 10 consoles per instance would refuse the idle-session run).
+ */
+export const BENCH_LIMITS = 'max_sessions = 0\nmax_sessions_per_instance = 0\nmax_failed_tokens = 0\n';
+
 export interface Conn {
   onData(fn: (d: Buffer) => void): void;
   send(d: Buffer): void;
@@ -55,4 +61,70 @@ async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
   return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / 100; // utime stime cutime cstime, in USER_HZ (100)
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Best-of-`rounds` MiB/s from a source that streams `bulkBytes` and closes. `onShort` hears of
+ * bytes that never arrived (data a proxy dropped when the VM side closed).
+ */
+export async function downMiBps(open: () => Promise<Conn>, bulkBytes: number, rounds: number, onShort?: (missing: number) => void): Promise<number> {
+  let best = 0;
+  for (let i = 0; i < rounds; i++) {
+    const c = await open();
+    let got = 0;
+    const start = process.hrtime.bigint();
+    await new Promise<void>((resolve) => {
+      c.onData((d) => { got += d.length; if (got >= bulkBytes) resolve(); });
+      void c.done.then(() => resolve());
+    });
+    const secs = Number(process.hrtime.bigint() - start) / 1e9;
+    c.destroy();
+    if (got < bulkBytes) onShort?.(bulkBytes - got);
+    best = Math.max(best, got / MiB / secs);
+  }
+  return best;
+}
+
+/** Best-of-`rounds` MiB/s into a sink that answers one byte once `bulkBytes` arrived. */
+export async function upMiBps(open: () => Promise<Conn>, bulkBytes: number, rounds: number): Promise<number> {
+  let best = 0;
+  const chunk = Buffer.alloc(256 * 1024, 0x41);
+  for (let i = 0; i < rounds; i++) {
+    const c = await open();
+    const start = process.hrtime.bigint();
+    const acked = new Promise<void>((resolve) => c.onData(() => resolve()));
+    // Stay ahead of the relay without queueing the whole transfer in this process.
+    let sent = 0;
+    while (sent < bulkBytes) {
+      if (c.buffered() > 4 * MiB) {
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      c.send(chunk);
+      sent += chunk.length;
+    }
+    await acked;
+    const secs = Number(process.hrtime.bigint() - start) / 1e9;
+    c.destroy();
+    best = Math.max(best, bulkBytes / MiB / secs);
+  }
+  return best;
+}
+
+/** Connections per second that reach their first byte, `concurrency` at a time for `seconds`. */
+export async function setupsPerSecond(open: () => Promise<Conn>, seconds: number, concurrency: number): Promise<number> {
+  const deadline = Date.now() + seconds * 1000;
+  let done = 0;
+  const start = Date.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (Date.now() < deadline) {
+      const c = await open();
+      await new Promise<void>((resolve) => { c.onData(() => resolve()); void c.done.then(() => resolve()); });
+      c.destroy();
+      done++;
+    }
+  }));
+  return done / ((Date.now() - start) / 1000);
 }

@@ -14,7 +14,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { cpuSeconds, stopChild, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
@@ -128,7 +128,7 @@ async function porthholePath(targets: Targets, dir: string): Promise<Path> {
   await writeFile(join(dir, 'inventory.ini'), inventory);
   await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\n` +
     `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n` +
-    `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n`);
+    `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
   const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
   await waitForPort(apiPort, child, 'porthole');
   const key = (await readFile(join(dir, 'state', 'api-key'), 'utf8')).trim();
@@ -193,49 +193,6 @@ async function treeRssBytes(pid: number): Promise<number> {
   return total;
 }
 
-async function down(path: Path): Promise<number> {
-  let best = 0;
-  for (let i = 0; i < ROUNDS; i++) {
-    const c = await path.open('source');
-    let got = 0;
-    const start = process.hrtime.bigint();
-    await new Promise<void>((resolve) => {
-      c.onData((d) => { got += d.length; if (got >= BULK_BYTES) resolve(); });
-      void c.done.then(() => resolve());
-    });
-    const secs = Number(process.hrtime.bigint() - start) / 1e9;
-    c.destroy();
-    if (got < BULK_BYTES) NOTES.add(`${path.name} lost ${BULK_BYTES - got} bytes when the VM side closed (data queued in the proxy was dropped)`);
-    best = Math.max(best, got / MiB / secs);
-  }
-  return best;
-}
-
-async function up(path: Path): Promise<number> {
-  let best = 0;
-  const chunk = Buffer.alloc(256 * 1024, 0x41);
-  for (let i = 0; i < ROUNDS; i++) {
-    const c = await path.open('sink');
-    const start = process.hrtime.bigint();
-    const acked = new Promise<void>((resolve) => c.onData(() => resolve()));
-    // Stay ahead of the relay without queueing the whole gigabyte in this process.
-    let sent = 0;
-    while (sent < BULK_BYTES) {
-      if (c.buffered() > 4 * MiB) {
-        await new Promise((r) => setImmediate(r));
-        continue;
-      }
-      c.send(chunk);
-      sent += chunk.length;
-    }
-    await acked;
-    const secs = Number(process.hrtime.bigint() - start) / 1e9;
-    c.destroy();
-    best = Math.max(best, BULK_BYTES / MiB / secs);
-  }
-  return best;
-}
-
 async function roundTrips(path: Path): Promise<number> {
   const c = await path.open('echo');
   const msg = Buffer.alloc(16, 7);
@@ -258,21 +215,6 @@ async function roundTrips(path: Path): Promise<number> {
   return n / secs;
 }
 
-async function setups(path: Path): Promise<number> {
-  const deadline = Date.now() + SETUP_SECONDS * 1000;
-  let done = 0;
-  const start = Date.now();
-  await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
-    while (Date.now() < deadline) {
-      const c = await path.open('greeter');
-      await new Promise<void>((resolve) => { c.onData(() => resolve()); void c.done.then(() => resolve()); });
-      c.destroy();
-      done++;
-    }
-  }));
-  return done / ((Date.now() - start) / 1000);
-}
-
 async function idleMemory(path: Path): Promise<number | undefined> {
   if (path.pid === undefined) return undefined;
   await new Promise((r) => setTimeout(r, 500));
@@ -280,7 +222,11 @@ async function idleMemory(path: Path): Promise<number | undefined> {
   const conns: Conn[] = [];
   for (let i = 0; i < IDLE_SESSIONS; i++) {
     const c = await path.open('holder');
-    await new Promise<void>((resolve) => c.onData(() => resolve()));
+    // A session closed before its greeting (a limit, a crash) must fail the run, not hang it.
+    await new Promise<void>((resolve, reject) => {
+      c.onData(() => resolve());
+      void c.done.then(() => reject(new Error(`${path.name}: idle session ${i + 1} closed before its greeting`)));
+    });
     conns.push(c);
   }
   await new Promise((r) => setTimeout(r, 1000));
@@ -367,11 +313,12 @@ async function main(): Promise<void> {
       process.stderr.write(`measuring ${p.name}…\n`);
       const [r0, r1, r2, r3, r4, r5, r6] = rows as [Row, Row, Row, Row, Row, Row, Row];
       const cpu0 = p.pid === undefined ? undefined : await cpuSeconds(p.pid);
-      r0.values[p.name] = await down(p);
+      r0.values[p.name] = await downMiBps(() => p.open('source'), BULK_BYTES, ROUNDS,
+        (missing) => NOTES.add(`${p.name} lost ${missing} bytes when the VM side closed (data queued in the proxy was dropped)`));
       if (p.pid !== undefined && cpu0 !== undefined) r6.values[p.name] = (await cpuSeconds(p.pid)) - cpu0;
-      r1.values[p.name] = await step('up', () => up(p));
+      r1.values[p.name] = await step('up', () => upMiBps(() => p.open('sink'), BULK_BYTES, ROUNDS));
       r2.values[p.name] = await step('roundTrips', () => roundTrips(p));
-      r3.values[p.name] = await step('setups', () => setups(p));
+      r3.values[p.name] = await step('setups', () => setupsPerSecond(() => p.open('greeter'), SETUP_SECONDS, SETUP_CONCURRENCY));
       r4.values[p.name] = await step('idleMemory', () => idleMemory(p));
       r5.values[p.name] = await step('stalledReader', () => stalledReader(p));
     }

@@ -16,6 +16,7 @@ import { SqliteTokenStore } from '../src/tokens/sqlite-store.js';
 import { SqlTokenStore } from '../src/tokens/sql-store.js';
 import type { TokenStore } from '../src/tokens/store.js';
 import { startBalancer } from '../test/helpers/balancers.js';
+import { BENCH_LIMITS } from './common.js';
 import { freePort } from '../test/helpers/net.js';
 import { startMariadb, startMemcached, startPostgres, startRedis } from '../test/helpers/services.js';
 
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
       const nodeDir = join(dir, `node${i}`);
       const conf = join(dir, `node${i}.conf`);
       await writeFile(conf, `[DEFAULT]\nstate_path = ${nodeDir}\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n[api]\nport = ${apiPort}\n` +
-        `[cache]\nbackend = redis\nredis_server = ${redis.address}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n`);
+        `[cache]\nbackend = redis\nredis_server = ${redis.address}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
       const child = spawn(process.execPath, ['bin/porthole.js', 'serve', '--config-file', conf], { stdio: ['ignore', 'ignore', process.env.BENCH_NODE_LOG ? 'inherit' : 'ignore'] });
       await waitForPort(proxyPort, child);
       nodes.push({ child, proxyPort, apiPort, dir: nodeDir });

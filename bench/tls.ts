@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 import { makeTestPki, type TestPki } from '../test/helpers/pki.js';
-import { cpuSeconds, stopChild, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_TLS_BULK_MIB ?? 512) * MiB;
@@ -173,7 +173,7 @@ async function startPorthole(v: Variant, ports: Record<string, number>, pki: Tes
   await writeFile(`${home}.conf`, `[DEFAULT]\nstate_path = ${home}\n${v.tlsToBrowser ? `cert = ${pki.serverCert}\nkey = ${pki.serverKey}\n` : ''}` +
     `[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\nnovncproxy_base_url = ${scheme}://127.0.0.1:${proxyPort}/vnc_lite.html\n` +
     (v.vencrypt ? `auth_schemes = vencrypt\nvencrypt_ca_certs = ${pki.caCert}\n` : '') +
-    `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${home}.inventory\n[console]\nshutdown_grace_period = 0\n`);
+    `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${home}.inventory\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
   const child = spawn(process.execPath, ['bin/porthole.js', 'serve', '--config-file', `${home}.conf`], { stdio: ['ignore', 'ignore', 'ignore'] });
   await waitForPort(apiPort, child, 'porthole');
   const key = (await readFile(join(home, 'api-key'), 'utf8')).trim();
@@ -205,61 +205,6 @@ async function startPorthole(v: Variant, ports: Record<string, number>, pki: Tes
   };
 }
 
-async function down(p: RunningPorthole): Promise<number> {
-  let best = 0;
-  for (let i = 0; i < ROUNDS; i++) {
-    const c = await p.open('source');
-    let got = 0;
-    const start = process.hrtime.bigint();
-    await new Promise<void>((resolve) => {
-      c.onData((d) => { got += d.length; if (got >= BULK_BYTES) resolve(); });
-      void c.done.then(() => resolve());
-    });
-    const secs = Number(process.hrtime.bigint() - start) / 1e9;
-    c.destroy();
-    best = Math.max(best, got / MiB / secs);
-  }
-  return best;
-}
-
-async function up(p: RunningPorthole): Promise<number> {
-  let best = 0;
-  const chunk = Buffer.alloc(256 * 1024, 0x41);
-  for (let i = 0; i < ROUNDS; i++) {
-    const c = await p.open('sink');
-    const start = process.hrtime.bigint();
-    const acked = new Promise<void>((resolve) => c.onData(() => resolve()));
-    let sent = 0;
-    while (sent < BULK_BYTES) {
-      if (c.buffered() > 4 * MiB) {
-        await new Promise((r) => setImmediate(r));
-        continue;
-      }
-      c.send(chunk);
-      sent += chunk.length;
-    }
-    await acked;
-    best = Math.max(best, BULK_BYTES / MiB / (Number(process.hrtime.bigint() - start) / 1e9));
-    c.destroy();
-  }
-  return best;
-}
-
-async function setups(p: RunningPorthole): Promise<number> {
-  const deadline = Date.now() + SETUP_SECONDS * 1000;
-  let done = 0;
-  const start = Date.now();
-  await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
-    while (Date.now() < deadline) {
-      const c = await p.open('greeter');
-      await new Promise<void>((resolve) => { c.onData(() => resolve()); void c.done.then(() => resolve()); });
-      c.destroy();
-      done++;
-    }
-  }));
-  return done / ((Date.now() - start) / 1000);
-}
-
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-tls-'));
   const pki = makeTestPki();
@@ -281,9 +226,14 @@ async function main(): Promise<void> {
       const p = await startPorthole(v, ports, pki, dir);
       try {
         const cpu0 = p.pid === undefined ? undefined : await cpuSeconds(p.pid);
-        const d = await down(p);
+        const d = await downMiBps(() => p.open('source'), BULK_BYTES, ROUNDS);
         const cpu = p.pid === undefined || cpu0 === undefined ? undefined : (await cpuSeconds(p.pid)) - cpu0;
-        results[v.name] = { down: d, up: await up(p), setups: await setups(p), cpu };
+        results[v.name] = {
+          down: d,
+          up: await upMiBps(() => p.open('sink'), BULK_BYTES, ROUNDS),
+          setups: await setupsPerSecond(() => p.open('greeter'), SETUP_SECONDS, SETUP_CONCURRENCY),
+          cpu,
+        };
       } finally {
         await p.close();
       }
