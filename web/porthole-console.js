@@ -113,34 +113,26 @@ function failed(code, reason) {
 
 async function start() {
   const target = consoleTarget(window.location, params);
-  // The token lives on only in this closure: not in the address bar, the history, or a Referer.
-  const urlToken = target.token;
-  let path = target.wsPath;
-  let fallbackToken;
-  if (urlToken) {
-    window.history.replaceState(null, '', target.pageUrl);
-    setStatus('Checking the console link…');
-    const swapped = await exchangeToken(urlToken);
-    if (swapped?.error) {
-      failed(swapped.error.wsCloseCode, `${swapped.error.code}: ${swapped.error.message}`);
-      return;
-    }
-    if (swapped) {
-      path = swapped.path;
-      window.sessionStorage.setItem(CONSOLE_PATH_KEY, path);
-      // Kept for one case: a browser that does not send the cookie (third-party cookies blocked in
-      // a dashboard's cross-site iframe) gets 4001; then the token goes in the WebSocket URL.
-      fallbackToken = urlToken;
-    } else {
-      fallbackToken = urlToken;
-      path = target.wsPath;
-      connect(window.location, path, urlToken);
-      return;
-    }
-  } else {
-    path = window.sessionStorage.getItem(CONSOLE_PATH_KEY) ?? path;
+  // From here the token lives only in this closure: not in the address bar, the history, or a Referer.
+  const token = target.token;
+  if (!token) {
+    // A reload after the swap: this tab's console path (its cookie is sent only there).
+    connect(window.location, window.sessionStorage.getItem(CONSOLE_PATH_KEY) ?? target.wsPath);
+    return;
   }
-  connect(window.location, path, undefined, fallbackToken);
+  window.history.replaceState(null, '', target.pageUrl);
+  setStatus('Checking the console link…');
+  const swapped = await exchangeToken(token);
+  if (swapped?.error) {
+    failed(swapped.error.wsCloseCode, `${swapped.error.code}: ${swapped.error.message}`);
+  } else if (swapped) {
+    window.sessionStorage.setItem(CONSOLE_PATH_KEY, swapped.path);
+    // The token is kept for one case: a browser that does not send the cookie (third-party cookies
+    // blocked in a dashboard's cross-site iframe) gets 4001, and then the token goes in the URL.
+    connect(window.location, swapped.path, undefined, token);
+  } else {
+    connect(window.location, target.wsPath, token); // no exchange endpoint (an old proxy in between)
+  }
 }
 
 function connect(loc, path, token, fallbackToken) {
