@@ -5,7 +5,8 @@
  * report the same store fingerprint, and a canary token written through this node's store must
  * validate on every node.
  */
-import { access, constants } from 'node:fs/promises';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { access, constants, readFile } from 'node:fs/promises';
 import WebSocket from 'ws';
 import type { Config } from '../config/schema.js';
 import { formatProblem, type ConfigProblem } from '../config/load.js';
@@ -29,6 +30,8 @@ export interface DoctorOptions {
   /** Console proxy base URLs of every node, e.g. http://10.0.0.1:6080. */
   readonly peers: readonly string[];
   readonly timeoutMs?: number;
+  /** For certificate expiry; defaults to the clock. */
+  readonly now?: number;
 }
 
 const CANARY_INSTANCE = 'porthole-doctor-canary';
@@ -43,6 +46,71 @@ async function checkFiles(config: Config): Promise<DoctorFinding[]> {
       await access(file, constants.R_OK);
     } catch (err) {
       out.push({ code: 'PH_DOCTOR_FILE_UNREADABLE', severity: 'error', message: `${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, fix: 'create the file or fix its permissions' });
+    }
+  }
+  return out;
+}
+
+/** Renewals are due this long before expiry (certbot renews at 30 days). */
+const CERT_WARN_MS = 30 * 24 * 3600 * 1000;
+
+export interface CertificateFile {
+  /** The option that names it, e.g. `[DEFAULT] cert`. */
+  readonly what: string;
+  readonly file: string;
+  readonly pem: Buffer;
+  /** The matching private key, when the option has one. */
+  readonly keyPem?: Buffer;
+}
+
+/**
+ * Pure: expiry (and key match) of the first certificate in a PEM file. An expired certificate
+ * makes every browser (or every VNC server, for the VeNCrypt client certificate) refuse the
+ * proxy; the finding comes weeks earlier.
+ */
+export function certificateFinding(cert: CertificateFile, now: number): DoctorFinding {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert.pem);
+  } catch (err) {
+    return { code: 'PH_DOCTOR_CERT_INVALID', severity: 'error', message: `${cert.what} ${cert.file}: not a PEM certificate: ${(err as Error).message}`, fix: 'point the option at a PEM certificate' };
+  }
+  if (cert.keyPem !== undefined) {
+    let problem: string | undefined;
+    try {
+      if (!x509.checkPrivateKey(createPrivateKey(cert.keyPem))) problem = 'the private key does not belong to this certificate';
+    } catch (err) {
+      problem = `the private key cannot be read: ${(err as Error).message}`;
+    }
+    if (problem !== undefined) return { code: 'PH_DOCTOR_CERT_KEY_MISMATCH', severity: 'error', message: `${cert.what} ${cert.file}: ${problem}`, fix: 'install the key that was issued with the certificate' };
+  }
+  const until = Date.parse(x509.validTo);
+  const from = Date.parse(x509.validFrom);
+  const subject = x509.subject.replace(/\n/g, ', ');
+  if (now >= until) return { code: 'PH_DOCTOR_CERT_EXPIRED', severity: 'error', message: `${cert.what} ${cert.file} (${subject}) expired on ${x509.validTo}`, fix: 'renew it; Porthole picks up the new file without a restart' };
+  if (now < from) return { code: 'PH_DOCTOR_CERT_NOT_YET_VALID', severity: 'error', message: `${cert.what} ${cert.file} (${subject}) is valid only from ${x509.validFrom}`, fix: 'check this host\'s clock' };
+  const days = Math.floor((until - now) / (24 * 3600 * 1000));
+  if (until - now < CERT_WARN_MS) return { code: 'PH_DOCTOR_CERT_EXPIRING', severity: 'warning', message: `${cert.what} ${cert.file} (${subject}) expires in ${days} days (${x509.validTo})`, fix: 'renew it now; Porthole picks up the new file without a restart' };
+  return { code: 'PH_DOCTOR_CERT_OK', severity: 'ok', message: `${cert.what} ${cert.file} valid for ${days} more days` };
+}
+
+async function checkCertificates(config: Config, now: number): Promise<DoctorFinding[]> {
+  const { cert, key } = config.DEFAULT;
+  const v = config.vnc;
+  const wanted: Array<{ what: string; file: string; keyFile?: string }> = [];
+  if (cert !== '') wanted.push({ what: '[DEFAULT] cert', file: cert, keyFile: key });
+  if (v.auth_schemes.includes('vencrypt')) {
+    if (v.vencrypt_client_cert !== '') wanted.push({ what: '[vnc] vencrypt_client_cert', file: v.vencrypt_client_cert, keyFile: v.vencrypt_client_key });
+    if (v.vencrypt_ca_certs !== '') wanted.push({ what: '[vnc] vencrypt_ca_certs', file: v.vencrypt_ca_certs });
+  }
+  const out: DoctorFinding[] = [];
+  for (const w of wanted) {
+    try {
+      const pem = await readFile(w.file);
+      const keyPem = w.keyFile === undefined ? undefined : await readFile(w.keyFile);
+      out.push(certificateFinding({ what: w.what, file: w.file, pem, ...(keyPem === undefined ? {} : { keyPem }) }, now));
+    } catch (err) {
+      out.push({ code: 'PH_DOCTOR_FILE_UNREADABLE', severity: 'error', message: `${w.what} ${w.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, fix: 'create the file or fix its permissions' });
     }
   }
   return out;
@@ -132,6 +200,7 @@ function checkBaseUrl(config: Config, peers: readonly string[]): DoctorFinding[]
 export async function runDoctor(options: DoctorOptions): Promise<DoctorFinding[]> {
   const findings: DoctorFinding[] = options.warnings.map((w) => ({ code: 'PH_DOCTOR_CONFIG_DEPRECATED', severity: 'warning', message: formatProblem(w), fix: 'rename the option as the message says' }));
   findings.push(...(await checkFiles(options.config)));
+  findings.push(...(await checkCertificates(options.config, options.now ?? Date.now())));
   findings.push(...checkBaseUrl(options.config, options.peers));
   if (options.store === undefined) {
     findings.push({ code: 'PH_DOCTOR_STORE_UNAVAILABLE', severity: 'error', message: options.openError ?? 'token store not opened', fix: 'start the store or fix [cache] settings' });

@@ -33,9 +33,10 @@ export function startUpstreamTls(socket: Socket, host: string, tls: UpstreamTls)
 /** An operator-facing reason for a failed TLS hop, with the fix for the usual causes. */
 export function describeTlsError(err: NodeJS.ErrnoException): string {
   const base = err.code !== undefined && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
-  if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|ECONNRESET/.test(err.code ?? '')) {
+  if (/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA/.test(err.code ?? '')) {
     return `${base}; the VNC server did not accept the proxy's client certificate ([vnc] vencrypt_client_cert/vencrypt_client_key)`;
   }
+  if (err.code === 'ECONNRESET') return `${base}; the VNC server reset the connection during TLS (a client certificate it does not accept is the usual cause)`;
   if (err.code === 'CERT_HAS_EXPIRED' || err.code === 'CERT_NOT_YET_VALID') return `${base}; renew the VNC server's certificate (or check the clocks)`;
   if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `${base}; set [vnc] vencrypt_verify_hostname = false only if the certificates cannot name the address`;
   if (/VERIFY|SELF_SIGNED|ISSUER|CERT_/.test(err.code ?? '')) return `${base}; the server certificate does not chain to [vnc] vencrypt_ca_certs`;

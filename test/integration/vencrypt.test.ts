@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import WebSocket from 'ws';
 import type { InventoryEntry } from '../../src/compute/inventory.js';
 import { showConsoleInChromium } from '../helpers/browser.js';
+import { runCli } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startQemuVncSecured } from '../helpers/qemu.js';
@@ -147,6 +148,14 @@ describe('VeNCrypt to QEMU (X509None, X509Vnc, mutual TLS)', () => {
     assert.deepEqual([...got.subarray(0, 6)], [1, 1, 0, 0, 0, 0], 'None offered, SecurityResult OK');
     assert.ok(got.readUInt16BE(6) >= 320, 'ServerInit width');
     ws.terminate();
+  });
+
+  test('porthole doctor checks the VeNCrypt certificates (these test ones expire in 2 days)', async () => {
+    const res = await runCli(['doctor', '--json', '--config-file', gw.configFile]);
+    const codes = (JSON.parse(res.stdout) as { findings: Array<{ code: string; message: string }> }).findings
+      .filter((f) => f.code.startsWith('PH_DOCTOR_CERT')).map((f) => `${f.code} ${f.message.split(' ').slice(0, 3).join(' ')}`);
+    assert.deepEqual(codes, ['PH_DOCTOR_CERT_EXPIRING [vnc] vencrypt_client_cert ' + clientCert, 'PH_DOCTOR_CERT_EXPIRING [vnc] vencrypt_ca_certs ' + pki.caCert]);
+    assert.equal(res.code, 0, 'warnings only');
   });
 
   for (const [instance, shot] of [['x509none', 'vencrypt-x509none-qemu.png'], ['mutual', 'vencrypt-x509vnc-mutual-qemu.png']] as const) {
