@@ -93,7 +93,9 @@ async function exchangeToken(token) {
     response = await fetch('console-session', {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token }).toString(),
+      // The page's directory as this browser sees it (a reverse proxy may serve it under a prefix):
+      // the cookie's path must be one the browser will send it to.
+      body: new URLSearchParams({ token, dir: window.location.pathname.replace(/[^/]*$/, '') }).toString(),
       credentials: 'same-origin',
       cache: 'no-store',
     });

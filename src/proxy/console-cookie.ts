@@ -13,13 +13,20 @@ import { randomBytes } from 'node:crypto';
 
 export const EXCHANGE_PATH = '/console-session';
 export const CONSOLE_COOKIE = 'porthole_console';
-export const COOKIE_PATH_PREFIX = '/websockify/c/';
+export const COOKIE_PATH_SEGMENT = 'websockify/c/';
 /** A token is 32 base64url characters; anything much longer is not a token. */
 export const MAX_EXCHANGE_BODY_BYTES = 1024;
 
-/** A fresh per-console WebSocket path (not secret: the cookie at that path is). */
-export function newConsolePath(): string {
-  return `${COOKIE_PATH_PREFIX}${randomBytes(12).toString('base64url')}`;
+/**
+ * A fresh per-console WebSocket path (not secret: the cookie at that path is), under the page's
+ * directory as the browser sees it: behind a reverse proxy that serves the console at
+ * `/console/`, the browser must store the cookie for `/console/websockify/c/…`. The page sends its
+ * directory; anything that is not a plain absolute path falls back to `/`.
+ */
+export function newConsolePath(pageDirectory: string | undefined): string {
+  const base = pageDirectory !== undefined && pageDirectory.length <= 256 && /^\/([A-Za-z0-9._~-]+\/)*$/.test(pageDirectory) && !/(^|\/)\.\.?\//.test(pageDirectory)
+    ? pageDirectory : '/';
+  return `${base}${COOKIE_PATH_SEGMENT}${randomBytes(12).toString('base64url')}`;
 }
 
 export interface ConsoleCookie {
@@ -36,8 +43,9 @@ export function setCookieHeader(c: ConsoleCookie): string {
     (c.secure ? '; Secure' : '');
 }
 
-/** The token from the exchange request body (`token=…`, form-encoded), or undefined. */
-export function tokenFromExchangeBody(body: string): string | undefined {
-  const token = new URLSearchParams(body).get('token');
-  return token === null || token === '' ? undefined : token;
+/** The token and the page's directory from the exchange request body (form-encoded). */
+export function parseExchangeBody(body: string): { token: string | undefined; pageDirectory: string | undefined } {
+  const form = new URLSearchParams(body);
+  const token = form.get('token');
+  return { token: token === null || token === '' ? undefined : token, pageDirectory: form.get('dir') ?? undefined };
 }

@@ -19,7 +19,7 @@ import type { StaticSite } from '../web/static-site.js';
 import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
 import type { TrustedProxies } from './forwarded.js';
-import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, setCookieHeader, tokenFromExchangeBody } from './console-cookie.js';
+import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBody, setCookieHeader } from './console-cookie.js';
 import { extractToken, readSmallBody, splitTarget } from './request.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
@@ -237,7 +237,7 @@ export class ConsoleProxy {
       refuse(new PortholeError('PH_ERR_API_BAD_REQUEST', (err as Error).message));
       return;
     }
-    const token = tokenFromExchangeBody(body);
+    const { token, pageDirectory } = parseExchangeBody(body);
     const lookup = await this.#lookup(token);
     if (!lookup.ok) {
       if (TOKEN_FAILURES.has(lookup.error.code)) this.#failures.record(remote);
@@ -245,7 +245,7 @@ export class ConsoleProxy {
       refuse(lookup.error);
       return;
     }
-    const path = newConsolePath();
+    const path = newConsolePath(pageDirectory);
     const secure = this.#options.tls !== undefined || this.#options.defaultScheme === 'https:';
     const maxAgeSeconds = Number.isFinite(lookup.expiresAt) ? (lookup.expiresAt - Date.now()) / 1000 : 600;
     reply(200, { path }, { 'Set-Cookie': setCookieHeader({ token: token as string, path, maxAgeSeconds, secure }) });

@@ -17,6 +17,14 @@ export interface Balancer {
   stop(): Promise<void>;
 }
 
+const NGINX_PROXY_SETTINGS = `proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $http_host;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_next_upstream error timeout;`;
+
 export function nginxConfig(listenPort: number, backends: readonly number[], dir: string): string {
   return `daemon off;
 pid ${dir}/nginx.pid;
@@ -34,13 +42,12 @@ http {
     listen 127.0.0.1:${listenPort};
     location / {
       proxy_pass http://porthole;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $http_host;
-      proxy_read_timeout 3600s;
-      proxy_send_timeout 3600s;
-      proxy_next_upstream error timeout;
+      ${NGINX_PROXY_SETTINGS}
+    }
+    # The same nodes under a prefix, as a dashboard would serve them (/console/ → /).
+    location /console/ {
+      proxy_pass http://porthole/;
+      ${NGINX_PROXY_SETTINGS}
     }
   }
 }

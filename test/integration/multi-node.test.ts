@@ -90,6 +90,19 @@ describe('several nodes behind a load balancer', () => {
           while (!/\/websockify\/c\//.test(log = lb.accessLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
           for (const line of [/GET \/vnc_lite\.html/, /POST \/console-session/, /GET \/websockify\/c\/[\w-]+/]) assert.match(log, line, `${balancer} log:\n${log}`);
           assert.ok(!log.includes(token), `${balancer} access log contains the token:\n${log}`);
+          if (balancer === 'nginx') {
+            // Served under a prefix: the cookie must be stored for the path the browser sees.
+            const prefixed = await browser.newContext();
+            const page = await prefixed.newPage();
+            const sockets: string[] = [];
+            page.on('websocket', (ws) => sockets.push(ws.url()));
+            await page.goto(`${lb.url}/console/vnc_lite.html?token=${((await nodes[1]?.mint('demo'))?.body.token ?? '') as string}`);
+            await page.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
+            const cookie = (await prefixed.cookies()).find((c) => c.name === 'porthole_console');
+            assert.match(cookie?.path ?? '', /^\/console\/websockify\/c\//);
+            assert.deepEqual(sockets.map((u) => new URL(u).pathname), [cookie?.path], 'one WebSocket, at the cookie\'s path, without a token fallback');
+            await prefixed.close();
+          }
         } finally {
           await lb.stop();
         }
