@@ -18,9 +18,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 import { makeTestPki, type TestPki } from '../test/helpers/pki.js';
+import { acceptVencrypt, rfbClientHandshake } from '../test/helpers/vencrypt-server.js';
 import { BENCH_LIMITS, cpuSeconds, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
@@ -29,37 +30,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SETUP_SECONDS = Number(process.env.BENCH_SETUP_SECONDS ?? 3);
 const SETUP_CONCURRENCY = 8;
 const GREETING = Buffer.from('RFB 003.008\n');
-const SERVER_INIT = Buffer.concat([Buffer.from([0x03, 0x20, 0x02, 0x58, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]), Buffer.from([0, 0, 0, 5]), Buffer.from('bench')]);
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
 
 type Role = 'source' | 'sink' | 'greeter';
-
-/** Reads exact byte counts from a stream of chunks (the handshakes below are strictly ordered). */
-class Reader {
-  #buf = Buffer.alloc(0);
-  #want: { n: number; resolve: (b: Buffer) => void } | undefined;
-  push = (d: Buffer): void => {
-    this.#buf = Buffer.concat([this.#buf, d]);
-    this.#flush();
-  };
-  read(n: number): Promise<Buffer> {
-    return new Promise((resolve) => { this.#want = { n, resolve }; this.#flush(); });
-  }
-  rest(): Buffer {
-    const r = this.#buf;
-    this.#buf = Buffer.alloc(0);
-    return r;
-  }
-  #flush(): void {
-    if (this.#want && this.#buf.length >= this.#want.n) {
-      const { n, resolve } = this.#want;
-      this.#want = undefined;
-      const out = this.#buf.subarray(0, n);
-      this.#buf = this.#buf.subarray(n);
-      resolve(out);
-    }
-  }
-}
 
 function serve(role: Role, s: Socket): void {
   const chunk = Buffer.alloc(256 * 1024, 0x42);
@@ -82,34 +54,13 @@ function serve(role: Role, s: Socket): void {
   }
 }
 
-/** QEMU's side of RFB 3.8 with VeNCrypt X509None, then the role's traffic inside TLS. */
+/** The role's traffic inside a VeNCrypt TLS connection. */
 async function serveVencrypt(role: Role, s: Socket, secureContext: SecureContext): Promise<void> {
-  const plain = new Reader();
-  s.on('data', plain.push);
-  s.write(GREETING);
-  await plain.read(12);
-  s.write(Buffer.from([1, 19]));
-  await plain.read(1);
-  s.write(Buffer.from([0, 2]));
-  await plain.read(2);
-  s.write(Buffer.concat([Buffer.from([0, 1]), u32(260)]));
-  await plain.read(4);
-  s.off('data', plain.push);
-  s.write(Buffer.from([1]));
-  const tls = new TLSSocket(s, { isServer: true, secureContext });
-  tls.on('error', () => tls.destroy());
-  const inner = new Reader();
-  tls.on('data', inner.push);
-  tls.write(u32(0));
-  await inner.read(1); // ClientInit
-  tls.off('data', inner.push);
+  const { tls, early } = await acceptVencrypt(s, secureContext);
   if (role === 'greeter') {
-    tls.end(SERVER_INIT);
-    return;
-  }
-  tls.write(SERVER_INIT);
-  if (role === 'sink') {
-    let got = inner.rest().length;
+    tls.end();
+  } else if (role === 'sink') {
+    let got = early.length;
     tls.on('data', (d: Buffer) => { got += d.length; if (got >= BULK_BYTES) tls.end(Buffer.from([1])); });
   } else {
     serve('source', tls);
@@ -146,21 +97,6 @@ interface RunningPorthole {
   readonly pid: number | undefined;
   open(role: Role): Promise<Conn>;
   close(): Promise<void>;
-}
-
-/** Browser side of the proxy's RFB security handshake (None), up to ServerInit. */
-async function rfbClientHandshake(c: Conn): Promise<Buffer> {
-  const r = new Reader();
-  c.onData(r.push);
-  await r.read(12);
-  c.send(GREETING);
-  await r.read(2);
-  c.send(Buffer.from([1]));
-  await r.read(4);
-  c.send(Buffer.from([1]));
-  const init = await r.read(24);
-  await r.read(init.readUInt32BE(20));
-  return r.rest();
 }
 
 async function startPorthole(v: Variant, ports: Record<string, number>, pki: TestPki, dir: string): Promise<RunningPorthole> {

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { once } from 'node:events';
@@ -14,6 +16,7 @@ import { runCli } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startQemuVncSecured } from '../helpers/qemu.js';
+import { acceptVencrypt, rfbClientHandshake } from '../helpers/vencrypt-server.js';
 import { handshakeToServerInit, openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
 
 const PASSWORD = 'tls-s3cret';
@@ -148,6 +151,54 @@ describe('VeNCrypt to QEMU (X509None, X509Vnc, mutual TLS)', () => {
     assert.deepEqual([...got.subarray(0, 6)], [1, 1, 0, 0, 0, 0], 'None offered, SecurityResult OK');
     assert.ok(got.readUInt16BE(6) >= 320, 'ServerInit width');
     ws.terminate();
+  });
+
+  test('a browser that stops reading while a VeNCrypt VM floods holds the VM back (TLS path, bounded memory)', async () => {
+    // QEMU cannot be made to flood on demand: a Node server plays its VeNCrypt X509None side.
+    const secureContext = createSecureContext({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) });
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    let written = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => s.destroy());
+      acceptVencrypt(s, secureContext).then(({ tls }) => {
+        const pump = () => {
+          while (!tls.destroyed) {
+            written += chunk.length;
+            if (!tls.write(chunk)) { tls.once('drain', pump); return; }
+          }
+        };
+        pump();
+      }, () => s.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const g = await gateway(`auth_schemes = vencrypt\nvencrypt_ca_certs = ${pki.caCert}\n`,
+      [{ name: 'flood', host: '127.0.0.1', port: (server.address() as AddressInfo).port, protocol: 'vnc' }]);
+    const ws = new WebSocket(await mintUrl(g, 'flood'), ['binary'], { origin: g.proxyUrl });
+    try {
+      let got = 0;
+      const early = await rfbClientHandshake({ onData: (fn) => ws.on('message', fn), send: (d) => ws.send(d) });
+      got += early.length;
+      ws.on('message', (d: Buffer) => { got += d.length; });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(got > 1024 * 1024, `relay moved data while the browser read (${got} bytes)`);
+      ws.pause();
+      await new Promise((r) => setTimeout(r, 500));
+      const stalledAt = written;
+      const buffersBefore = process.memoryUsage().arrayBuffers;
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(written - stalledAt < 8 * 1024 * 1024, `VM kept writing ${written - stalledAt} bytes while the browser was stalled`);
+      assert.ok(process.memoryUsage().arrayBuffers - buffersBefore < 16 * 1024 * 1024, 'proxy buffers stayed bounded');
+      ws.resume();
+      const before = got;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(got > before, 'relaying resumed');
+    } finally {
+      ws.terminate();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   test('porthole doctor checks the VeNCrypt certificates (these test ones expire in 2 days)', async () => {
