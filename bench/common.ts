@@ -1,5 +1,6 @@
 /** Pieces shared by the benchmarks: a WebSocket connection with a uniform interface, process helpers. */
 import type { ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import WebSocket, { type ClientOptions } from 'ws';
 
@@ -127,4 +128,24 @@ export async function setupsPerSecond(open: () => Promise<Conn>, seconds: number
     }
   }));
   return done / ((Date.now() - start) / 1000);
+}
+
+/** Target side: write `bytes` of `chunk`-sized writes as fast as the stream takes them, then end. */
+export function streamBytes(s: Duplex, bytes: number, chunk: Buffer): void {
+  let left = bytes;
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { s.once('drain', pump); return; }
+    }
+    s.end();
+  };
+  pump();
+}
+
+/** Target side: count what arrives; answer one byte once `bytes` arrived. */
+export function sinkBytes(s: Duplex, bytes: number, already = 0): void {
+  let got = already;
+  s.on('data', (d: Buffer) => { got += d.length; if (got >= bytes) s.end(Buffer.from([1])); });
 }

@@ -14,7 +14,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, cpuSeconds, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, sinkBytes, streamBytes, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
@@ -51,22 +51,12 @@ async function startTargets(): Promise<Targets> {
     // Streams BULK_BYTES then ends.
     source: await listen((s) => {
       track(s);
-      let left = BULK_BYTES;
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, chunk.length);
-          left -= n;
-          if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { s.once('drain', pump); return; }
-        }
-        s.end();
-      };
-      pump();
+      streamBytes(s, BULK_BYTES, chunk);
     }),
     // Counts; answers one byte when BULK_BYTES arrived.
     sink: await listen((s) => {
       track(s);
-      let got = 0;
-      s.on('data', (d) => { got += d.length; if (got >= BULK_BYTES) s.end(Buffer.from([1])); });
+      sinkBytes(s, BULK_BYTES);
     }),
     echo: await listen((s) => { track(s); s.on('data', (d) => s.write(d)); }),
     greeter: await listen((s) => { track(s); s.end(GREETING); }),

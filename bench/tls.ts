@@ -22,7 +22,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 import { makeTestPki, type TestPki } from '../test/helpers/pki.js';
 import { acceptVencrypt, rfbClientHandshake } from '../test/helpers/vencrypt-server.js';
-import { BENCH_LIMITS, cpuSeconds, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, sinkBytes, streamBytes, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_TLS_BULK_MIB ?? 512) * MiB;
@@ -38,19 +38,9 @@ function serve(role: Role, s: Socket): void {
   if (role === 'greeter') {
     s.end(GREETING);
   } else if (role === 'source') {
-    let left = BULK_BYTES;
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, chunk.length);
-        left -= n;
-        if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { s.once('drain', pump); return; }
-      }
-      s.end();
-    };
-    pump();
+    streamBytes(s, BULK_BYTES, chunk);
   } else {
-    let got = 0;
-    s.on('data', (d: Buffer) => { got += d.length; if (got >= BULK_BYTES) s.end(Buffer.from([1])); });
+    sinkBytes(s, BULK_BYTES);
   }
 }
 
@@ -60,8 +50,7 @@ async function serveVencrypt(role: Role, s: Socket, secureContext: SecureContext
   if (role === 'greeter') {
     tls.end();
   } else if (role === 'sink') {
-    let got = early.length;
-    tls.on('data', (d: Buffer) => { got += d.length; if (got >= BULK_BYTES) tls.end(Buffer.from([1])); });
+    sinkBytes(tls, BULK_BYTES, early.length);
   } else {
     serve('source', tls);
   }
