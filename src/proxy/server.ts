@@ -211,19 +211,15 @@ export class ConsoleProxy {
       res.end(JSON.stringify(body));
     };
     const refuse = (err: PortholeError) => reply(err.httpStatus, { code: err.code, message: err.message, wsCloseCode: err.wsCloseCode });
-    const trusted = this.#options.trustedProxies;
-    const remote = trusted ? trusted.clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']) : (req.socket.remoteAddress ?? 'unknown');
+    const remote = this.#clientAddress(req);
     if (this.#failures.blocked(remote)) {
       req.resume();
       refuse(new PortholeError('PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute'));
       return;
     }
-    const verdict = req.headers.origin === undefined ? { ok: false as const, reason: 'the token exchange is for browsers: Origin header required' } : checkOrigin({
-      origin: req.headers.origin,
-      host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
-      allowedOrigins: this.#options.allowedOrigins,
-      expectedScheme: this.#options.defaultScheme,
-    });
+    const verdict = req.headers.origin === undefined
+      ? { ok: false as const, reason: 'the token exchange is for browsers: Origin header required' }
+      : this.#checkOrigin(req, this.#options.defaultScheme);
     if (!verdict.ok) {
       req.resume();
       refuse(new PortholeError('PH_ERR_ORIGIN_FORBIDDEN', verdict.reason));
@@ -308,6 +304,23 @@ export class ConsoleProxy {
     }
   }
 
+  /** The client's address: the socket peer, or the right-most untrusted X-Forwarded-For hop behind trusted proxies. */
+  #clientAddress(req: IncomingMessage): string {
+    const trusted = this.#options.trustedProxies;
+    return trusted ? trusted.clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']) : (req.socket.remoteAddress ?? 'unknown');
+  }
+
+  /** The Origin check of upgrades and the token exchange (X-Forwarded-Host believed only from trusted proxies). */
+  #checkOrigin(req: IncomingMessage, expectedScheme: string): ReturnType<typeof checkOrigin> {
+    const trusted = this.#options.trustedProxies;
+    return checkOrigin({
+      origin: req.headers.origin,
+      host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
+      allowedOrigins: this.#options.allowedOrigins,
+      expectedScheme,
+    });
+  }
+
   async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', (err) => this.#logger.debug({ err: err.message }, 'upgrade socket error'));
     if (this.#draining) {
@@ -316,8 +329,7 @@ export class ConsoleProxy {
     }
     const token = extractToken(req.url ?? '/', req.headers.cookie);
     const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
-    const trusted = this.#options.trustedProxies;
-    const remote = trusted ? trusted.clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']) : (req.socket.remoteAddress ?? 'unknown');
+    const remote = this.#clientAddress(req);
     const logger = this.#logger.child({
       sessionId: id,
       token: token === undefined ? undefined : tokenLogId(token),
@@ -331,12 +343,7 @@ export class ConsoleProxy {
     let auth = await this.#authenticate(token);
     if (!auth.ok && TOKEN_FAILURES.has(auth.error.code)) this.#failures.record(remote);
     if (auth.ok) auth = this.#checkSessionLimits(auth);
-    const verdict = checkOrigin({
-      origin: req.headers.origin,
-      host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
-      allowedOrigins: this.#options.allowedOrigins,
-      expectedScheme: auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme,
-    });
+    const verdict = this.#checkOrigin(req, auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme);
     if (!verdict.ok) {
       logger.info({ code: 'PH_ERR_ORIGIN_FORBIDDEN', origin: req.headers.origin, host: req.headers.host }, verdict.reason);
       abortHandshake(socket, 403, 'PH_ERR_ORIGIN_FORBIDDEN', verdict.reason);
