@@ -23,7 +23,7 @@ export default tseslint.config(
     languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', URLSearchParams: 'readonly', URL: 'readonly', location: 'readonly', history: 'readonly', console: 'readonly', fetch: 'readonly' } },
   },
   {
-    files: ['bin/**/*.js', 'eslint.config.js'],
+    files: ['bin/**/*.js', 'scripts/**/*.mjs', 'eslint.config.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { MemoryTokenStore } from '../../src/tokens/memory-store.js';
 import { SqliteTokenStore } from '../../src/tokens/sqlite-store.js';
 import { info, ManualClock, tokenStoreContract } from './token-store.js';
+import { runTempDir } from '../helpers/run.js';
 
 const dirs: string[] = [];
 after(async () => { await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))); });
 
 async function tempPath(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-store-'));
+  const dir = runTempDir('store');
   dirs.push(dir);
   return join(dir, 'sub', 'tokens.sqlite');
 }

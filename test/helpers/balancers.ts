@@ -3,11 +3,10 @@
  * settings and the token-free access log formats docs/multi-node.md recommends. Foreground
  * processes, killed by stop().
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './net.js';
+import { runTempDir, spawnOwned } from './run.js';
 
 export interface Balancer {
   readonly name: 'nginx' | 'haproxy';
@@ -79,13 +78,13 @@ ${backends.map((p, i) => `  server node${i + 1} 127.0.0.1:${p} check inter 500ms
 }
 
 export async function startBalancer(name: 'nginx' | 'haproxy', backends: readonly number[]): Promise<Balancer> {
-  const dir = mkdtempSync(join(tmpdir(), `porthole-${name}-`));
+  const dir = runTempDir(name);
   const port = await freePort();
   const conf = join(dir, `${name}.conf`);
   writeFileSync(conf, name === 'nginx' ? nginxConfig(port, backends, dir) : haproxyConfig(port, backends));
   const child = name === 'nginx'
-    ? spawn('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn('haproxy', ['-db', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ? spawnOwned('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawnOwned('haproxy', ['-db', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr?.resume();
   let stdoutLog = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdoutLog += d; });

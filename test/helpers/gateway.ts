@@ -1,6 +1,5 @@
 /** Start a real Gateway on free loopback ports with a config file written for the test. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
@@ -8,6 +7,7 @@ import type { InventoryEntry } from '../../src/compute/inventory.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway.js';
 import type { TokenStoreClock } from '../../src/tokens/store.js';
 import { freePort } from './net.js';
+import { runTempDir } from './run.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -37,7 +37,7 @@ export interface TestGatewayOptions {
 }
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
-  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'porthole-test-')));
+  const dir = options.dir ?? runTempDir('gateway');
   const proxyPort = await freePort();
   const apiPort = await freePort();
   const configFile = join(dir, 'porthole.conf');

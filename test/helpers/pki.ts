@@ -1,8 +1,8 @@
 /** A throwaway test CA and server certificate for 127.0.0.1 (openssl), like reference make-certs.sh. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runTempDir } from './run.js';
 
 export interface TestPki {
   readonly dir: string;
@@ -16,7 +16,7 @@ export interface TestPki {
 }
 
 export function makeTestPki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-pki-'));
+  const dir = runTempDir('pki');
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=porthole test CA', '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');

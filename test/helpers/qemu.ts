@@ -1,6 +1,7 @@
 /** Real QEMU VNC servers for tests (diskless TCG guest, VNC on loopback only). */
 import { pino } from 'pino';
 import { startDemoVm, type DemoVm } from '../../src/demo/qemu-demo.js';
+import { runName, runTempDir, spawnOwned } from './run.js';
 
 export function startQemuVnc(): Promise<DemoVm> {
   return startDemoVm(pino({ level: 'silent' }), process.env.PATH ?? '');
@@ -26,12 +27,10 @@ export interface QemuVncSecurity {
 
 /** QEMU with a VNC server in one of its security modes: password, VeNCrypt X509None, X509Vnc, with or without mutual TLS. */
 export async function startQemuVncSecured(security: QemuVncSecurity): Promise<{ port: number; stop(): Promise<void> }> {
-  const { spawn } = await import('node:child_process');
-  const { mkdtempSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
+  const { rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { connect, createServer } = await import('node:net');
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-qemu-pw-'));
+  const dir = runTempDir('qemu');
   const qmpPath = join(dir, 'qmp.sock');
   let display = 40;
   for (; display < 50; display++) {
@@ -45,7 +44,7 @@ export async function startQemuVncSecured(security: QemuVncSecurity): Promise<{ 
   const { password, tls } = security;
   const vnc = [`127.0.0.1:${display}`, ...(password === undefined ? [] : ['password=on']), ...(tls ? ['tls-creds=tls0'] : [])].join(',');
   const tlsArgs = tls ? ['-object', `tls-creds-x509,id=tls0,dir=${tls.dir},endpoint=server,verify-peer=${tls.verifyPeer ? 'on' : 'off'}`] : [];
-  const child = spawn('qemu-system-x86_64', ['-name', 'porthole-test-secured', '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc', '-accel', 'tcg', '-m', '64',
+  const child = spawnOwned('qemu-system-x86_64', ['-name', runName('secured'), '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc', '-accel', 'tcg', '-m', '64',
     ...tlsArgs, '-vnc', vnc, '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: 'ignore' });
   const commands = ['{"execute":"qmp_capabilities"}',
     ...(password === undefined ? [] : ['{"execute":"change-vnc-password","arguments":{"password":' + JSON.stringify(password) + '}}'])];

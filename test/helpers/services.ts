@@ -1,9 +1,9 @@
 /** Real Redis and memcached servers on free loopback ports, started and stopped by the tests. */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { chownSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './net.js';
+import { runTempDir, spawnOwned } from './run.js';
 
 export interface RunningService {
   readonly port: number;
@@ -17,7 +17,7 @@ async function service(what: string, command: string, args: (port: number) => st
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    const c = spawn(command, args(port), { stdio: ['ignore', 'ignore', 'pipe'], ...(spawnAs ?? {}) });
+    const c = spawnOwned(command, args(port), { stdio: ['ignore', 'ignore', 'pipe'], ...(spawnAs ?? {}) });
     c.stderr?.resume();
     child = c;
     await waitForPort(port, c, what);
@@ -57,7 +57,7 @@ export interface DatabaseService extends RunningService {
  * on 127.0.0.1 only.
  */
 export async function startPostgres(): Promise<DatabaseService> {
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-pg-'));
+  const dir = runTempDir('pg');
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres']).toString().trim());
   const asUser = typeof process.getuid === 'function' && process.getuid() === 0 ? { uid: id('-u'), gid: id('-g') } : undefined;
   if (asUser) chownSync(dir, asUser.uid, asUser.gid);
@@ -69,7 +69,7 @@ export async function startPostgres(): Promise<DatabaseService> {
 
 /** A throwaway MariaDB in /tmp; --skip-grant-tables, bound to 127.0.0.1 only. */
 export async function startMariadb(): Promise<DatabaseService> {
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-my-'));
+  const dir = runTempDir('mariadb');
   execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${join(dir, 'data')}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'], { stdio: 'ignore' });
   const svc = await service('mariadbd', '/usr/sbin/mariadbd', (port) => ['--no-defaults', `--datadir=${join(dir, 'data')}`, `--port=${port}`,
     '--bind-address=127.0.0.1', `--socket=${join(dir, 'sock')}`, `--pid-file=${join(dir, 'pid')}`, '--user=root', '--skip-grant-tables', '--skip-log-bin', '--innodb-flush-log-at-trx-commit=0']);
@@ -84,7 +84,7 @@ export async function startMariadb(): Promise<DatabaseService> {
 
 /** A Redis Sentinel (redis-server --sentinel) monitoring `primary` as "mymaster". */
 export async function startSentinel(primary: RunningService): Promise<RunningService & { destroy(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'porthole-sentinel-'));
+  const dir = runTempDir('sentinel');
   const { writeFileSync } = await import('node:fs');
   const svc = await service('redis-sentinel', 'redis-server', (port) => {
     const conf = join(dir, 'sentinel.conf');

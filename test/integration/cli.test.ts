@@ -1,12 +1,12 @@
 /** The `porthole` command as operators run it (the built bin/porthole.js, as child processes). */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile, appendFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, stat, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { freePort } from '../helpers/net.js';
+import { runTempDir } from '../helpers/run.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 import { rfbSecurityTypes } from '../helpers/ws-client.js';
 import { BIN, runCli } from '../helpers/cli.js';
@@ -46,7 +46,7 @@ describe('porthole CLI', () => {
   let vm: DemoVm;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'porthole-cli-'));
+    dir = runTempDir('cli');
     vm = await startQemuVnc();
   });
 

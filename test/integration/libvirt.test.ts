@@ -4,53 +4,57 @@
  * audit, and Chromium showing a domain's SeaBIOS screen.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchChromium, litPixels } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { ensureLibvirt, TestDomains, virsh } from '../helpers/libvirt.js';
+import { startTestLibvirt, TestDomains, type TestLibvirt } from '../helpers/libvirt.js';
+import { runTempDir } from '../helpers/run.js';
 import { openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
 import { runCli } from '../helpers/cli.js';
 
 const cli = (args: string[]) => runCli(args);
 
 describe('libvirt driver against real libvirtd', () => {
-  let stopLibvirt: () => Promise<void>;
-  const domains = new TestDomains();
+  let libvirt: TestLibvirt;
+  let domains: TestDomains;
   let gw: TestGateway;
   let dir: string;
   let conf: string;
   const vms: Array<{ name: string; uuid: string; port: number }> = [];
 
   before(async () => {
-    stopLibvirt = await ensureLibvirt();
-    for (const n of ['ph-t-a', 'ph-t-b', 'ph-t-c']) vms.push(await domains.create(n));
-    await domains.define('ph-t-off');
+    libvirt = await startTestLibvirt();
+    domains = new TestDomains(libvirt);
+    for (const n of ['a', 'b', 'c']) vms.push(await domains.create(n));
+    await domains.define('off');
     // poll_interval is long here so the connect-time port re-check is what is tested.
-    gw = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 3600\n' });
-    dir = await mkdtemp(join(tmpdir(), 'porthole-libvirt-'));
+    gw = await startTestGateway({ ini: `[compute]\ndriver = libvirt\n${libvirt.ini}poll_interval = 3600\n` });
+    dir = runTempDir('libvirt-cli');
     conf = join(dir, 'porthole.conf');
-    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/state\n[compute]\ndriver = libvirt\n`);
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/state\n[compute]\ndriver = libvirt\n${libvirt.ini}`);
   });
 
   after(async () => {
     await gw?.close();
-    await domains.cleanup();
-    await rm(dir, { recursive: true, force: true });
-    await stopLibvirt?.();
+    await domains?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await libvirt?.stop();
   });
 
   const ws = (token: string) => `${gw.wsUrl}?token=${token}`;
+  /** The run-unique name of a test domain. */
+  const N = (short: string) => domains.name(short);
+  const virsh = (...args: string[]) => libvirt.virsh(...args);
 
   test('GET /v1/instances lists domains with state and console protocols', async () => {
     const res = await gw.api('GET', '/v1/instances');
     assert.equal(res.status, 200);
     const list = res.body.instances as Array<{ name: string; uuid: string; state: string; protocols: string[] }>;
-    const mine = list.filter((i) => i.name.startsWith('ph-t-')).sort((a, b) => a.name.localeCompare(b.name));
+    const mine = list.filter((i) => i.name.startsWith(N(''))).sort((a, b) => a.name.localeCompare(b.name));
     assert.deepEqual(mine.map((i) => [i.name, i.state, i.protocols]), [
-      ['ph-t-a', 'running', ['vnc']], ['ph-t-b', 'running', ['vnc']], ['ph-t-c', 'running', ['vnc']], ['ph-t-off', 'shut off', ['vnc']],
+      [N('a'), 'running', ['vnc']], [N('b'), 'running', ['vnc']], [N('c'), 'running', ['vnc']], [N('off'), 'shut off', ['vnc']],
     ]);
   });
 
@@ -68,21 +72,21 @@ describe('libvirt driver against real libvirtd', () => {
   });
 
   test('shut-off domain → 409 PH_ERR_INSTANCE_NOT_RUNNING; unknown → 404', async () => {
-    const off = await gw.mint('ph-t-off');
+    const off = await gw.mint(N('off'));
     assert.equal(off.status, 409);
     assert.equal(off.body.code, 'PH_ERR_INSTANCE_NOT_RUNNING');
-    const unknown = await gw.mint('ph-t-nope');
+    const unknown = await gw.mint(N('nope'));
     assert.equal(unknown.status, 404);
   });
 
   test('a domain restarted on another port: the old token cannot reach what now listens on the old port', async () => {
-    const victim = await domains.create('ph-t-victim');
-    const token = (await gw.mint('ph-t-victim')).body.token as string;
-    await virsh('destroy', 'ph-t-victim');
-    const intruder = await domains.create('ph-t-intruder');
+    const victim = await domains.create('victim');
+    const token = (await gw.mint(N('victim'))).body.token as string;
+    await virsh('destroy', N('victim'));
+    const intruder = await domains.create('intruder');
     assert.equal(intruder.port, victim.port, 'libvirt gave the freed port to the next domain');
-    await virsh('start', 'ph-t-victim');
-    assert.notEqual(await domains.port('ph-t-victim'), victim.port);
+    await virsh('start', N('victim'));
+    assert.notEqual(await domains.port('victim'), victim.port);
     const out = await openConsole(ws(token), { origin: gw.proxyUrl });
     assert.equal(out.closeCode, 4015);
     assert.match(out.closeReason ?? '', /^PH_ERR_TARGET_STALE/);
@@ -90,17 +94,17 @@ describe('libvirt driver against real libvirtd', () => {
   });
 
   test('a domain destroyed after minting: its token stops working (stale at once, revoked by the poll)', async () => {
-    const g2 = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 1\n' });
+    const g2 = await startTestGateway({ ini: `[compute]\ndriver = libvirt\n${libvirt.ini}poll_interval = 1\n` });
     try {
-      await domains.create('ph-t-doomed');
-      const token = (await g2.mint('ph-t-doomed')).body.token as string;
-      await virsh('destroy', 'ph-t-doomed');
+      await domains.create('doomed');
+      const token = (await g2.mint(N('doomed'))).body.token as string;
+      await virsh('destroy', N('doomed'));
       const first = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
       assert.ok(first.closeCode === 4015 || first.closeCode === 4004, `close code ${first.closeCode}`);
       await new Promise((r) => setTimeout(r, 2500));
       const later = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
       assert.equal(later.closeCode, 4004, 'the lifecycle poll revoked the token');
-      await virsh('start', 'ph-t-doomed');
+      await virsh('start', N('doomed'));
       const restarted = await openConsole(`${g2.wsUrl}?token=${token}`, { origin: g2.proxyUrl });
       assert.equal(restarted.closeCode, 4004, 'a revoked token stays revoked when the domain comes back');
     } finally {
@@ -115,7 +119,7 @@ describe('libvirt driver against real libvirtd', () => {
     assert.equal(res.stdout.split('\n')[0], `:${vm.port - 5900}`);
     assert.match(res.stdout, new RegExp(`listen: +127\\.0\\.0\\.1 port ${vm.port}`));
     assert.match(res.stdout, /reachable: +yes \(RFB 003\.008\)/);
-    const off = await cli(['vncdisplay', 'ph-t-off', '--config-file', conf]);
+    const off = await cli(['vncdisplay', N('off'), '--config-file', conf]);
     assert.equal(off.code, 1);
     assert.match(off.stderr, /PH_ERR_INSTANCE_NOT_RUNNING/);
   });
@@ -125,9 +129,9 @@ describe('libvirt driver against real libvirtd', () => {
     assert.equal(clean.code, 0, clean.stdout + clean.stderr);
     assert.match(clean.stdout, /no problems found/);
 
-    await domains.create('ph-t-wild', '0.0.0.0');
-    await domains.create('ph-t-drift', '127.0.0.1');
-    const inactive = (await virsh('dumpxml', '--inactive', 'ph-t-drift')).replaceAll("'127.0.0.1'", "'0.0.0.0'");
+    await domains.create('wild', '0.0.0.0');
+    await domains.create('drift', '127.0.0.1');
+    const inactive = (await virsh('dumpxml', '--inactive', N('drift'))).replaceAll("'127.0.0.1'", "'0.0.0.0'");
     await writeFile(join(dir, 'drift.xml'), inactive);
     await virsh('define', join(dir, 'drift.xml')); // new definition; the running qemu keeps 127.0.0.1
 
@@ -135,23 +139,23 @@ describe('libvirt driver against real libvirtd', () => {
     assert.equal(res.code, 1);
     const report = JSON.parse(res.stdout) as { findings: Array<{ code: string; domain: string; fix: string }> };
     assert.deepEqual(report.findings.map((f) => [f.code, f.domain]).sort(), [
-      ['PH_AUDIT_LISTEN_DRIFT', 'ph-t-drift'],
-      ['PH_AUDIT_NO_AUTH', 'ph-t-wild'],
-      ['PH_AUDIT_WILDCARD_LISTEN', 'ph-t-wild'],
+      ['PH_AUDIT_LISTEN_DRIFT', N('drift')],
+      ['PH_AUDIT_NO_AUTH', N('wild')],
+      ['PH_AUDIT_WILDCARD_LISTEN', N('wild')],
     ]);
     const human = await cli(['audit', '--config-file', conf]);
     assert.equal(human.code, 1);
-    assert.match(human.stdout, /PH_AUDIT_WILDCARD_LISTEN .*ph-t-wild .*listens on 0\.0\.0\.0:\d+ \(qemu pid \d+\)/);
-    assert.match(human.stdout, /fix: .*virsh destroy ph-t-drift && virsh start ph-t-drift/);
-    await virsh('destroy', 'ph-t-wild');
-    await virsh('destroy', 'ph-t-drift');
+    assert.match(human.stdout, new RegExp(`PH_AUDIT_WILDCARD_LISTEN .*${N('wild')} .*listens on 0\\.0\\.0\\.0:\\d+ \\(qemu pid \\d+\\)`));
+    assert.match(human.stdout, new RegExp(`fix: .*virsh destroy ${N('drift')} && virsh start ${N('drift')}`));
+    await virsh('destroy', N('wild'));
+    await virsh('destroy', N('drift'));
   });
 
   test('a domain with passwd=: the proxy reads it with --security-info and authenticates; the browser gets None', async () => {
-    await domains.create('ph-t-locked', '127.0.0.1', "passwd='lvs3cret'");
-    const g2 = await startTestGateway({ ini: '[compute]\ndriver = libvirt\n[libvirt]\npoll_interval = 3600\n[vnc]\nauth_schemes = vnc,none\n' });
+    await domains.create('locked', '127.0.0.1', "passwd='lvs3cret'");
+    const g2 = await startTestGateway({ ini: `[compute]\ndriver = libvirt\n${libvirt.ini}poll_interval = 3600\n[vnc]\nauth_schemes = vnc,none\n` });
     try {
-      const token = (await g2.mint('ph-t-locked')).body.token as string;
+      const token = (await g2.mint(N('locked'))).body.token as string;
       const { version, types } = await rfbSecurityTypes(`${g2.wsUrl}?token=${token}`, g2.proxyUrl);
       assert.equal(version, 'RFB 003.008\n');
       // The proxy greets the browser only after QEMU accepted its password: [1] here means it did.
@@ -159,7 +163,7 @@ describe('libvirt driver against real libvirtd', () => {
       assert.ok(!g2.logLines.some((l) => l.includes('lvs3cret')));
     } finally {
       await g2.close();
-      await virsh('destroy', 'ph-t-locked');
+      await virsh('destroy', N('locked'));
     }
   });
 
@@ -169,14 +173,14 @@ describe('libvirt driver against real libvirtd', () => {
     const browser = await launchChromium();
     try {
       const tab = await browser.newPage({ viewport: { width: 900, height: 560 } });
-      await tab.goto((await gw.mint('ph-t-b')).body.url as string);
+      await tab.goto((await gw.mint(N('b'))).body.url as string);
       await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 15_000 });
       let lit = 0;
       const deadline = Date.now() + 15_000;
       while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
       await tab.screenshot({ path: join(out, 'libvirt-domain.png') });
       assert.ok(lit >= 500, `canvas has ${lit} lit pixels`);
-      assert.match((await tab.locator('#status').textContent()) ?? '', /ph-t-b/);
+      assert.ok(((await tab.locator('#status').textContent()) ?? '').includes(N('b')));
     } finally {
       await browser.close();
     }

@@ -4,15 +4,15 @@
  * comes back by itself; misconfigured or unreachable shared stores refuse to start.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { runCli } from '../helpers/cli.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
+import { runTempDir } from '../helpers/run.js';
 import { startMemcached, startRedis, type RunningService } from '../helpers/services.js';
 import { openConsole } from '../helpers/ws-client.js';
 
@@ -81,7 +81,7 @@ describe('store outage and recovery', () => {
   }
 
   test('the seed typo (memcached_servers) and an unreachable shared store refuse to start', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'porthole-seed-'));
+    const dir = runTempDir('seed');
     try {
       const typo = join(dir, 'typo.conf');
       await writeFile(typo, '[cache]\nbackend = dogpile.cache.memcached\nmemcached_servers = 127.0.0.1:11211\n');

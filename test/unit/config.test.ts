@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { runTempDir } from '../helpers/run.js';
 import { parseIni } from '../../src/config/ini.js';
 import { buildConfig, crossCheck, loadConfig, validateSources } from '../../src/config/load.js';
 import { suggest } from '../../src/config/suggest.js';
@@ -91,7 +91,7 @@ test('legacy [DEFAULT] names are accepted with a warning naming the new option',
 });
 
 test('loadConfig lists every problem of every file at once; later files win', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-cfg-'));
+  const dir = runTempDir('config');
   const a = join(dir, 'a.conf');
   const b = join(dir, 'b.conf');
   await writeFile(a, '[vnc]\nnovncproxy_port = 7000\n[consoleauth]\ntoken_ttl = 30\n');

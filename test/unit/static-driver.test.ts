@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { runTempDir } from '../helpers/run.js';
 import { pino } from 'pino';
 import { StaticDriver } from '../../src/compute/static-driver.js';
 
 const UUID = '9169fdb2-1234-4321-abcd-0123456789ab';
 
 test('static driver: lookup by name or UUID; edits reload; a broken edit keeps the last good inventory', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-inv-'));
+  const dir = runTempDir('inventory');
   const file = join(dir, 'inventory.ini');
   try {
     await writeFile(file, `[web-1]\nhost = 10.0.0.5\nport = 5901\nuuid = ${UUID.toUpperCase()}\n`);
@@ -34,7 +34,7 @@ test('static driver: lookup by name or UUID; edits reload; a broken edit keeps t
 });
 
 test('static driver: an invalid inventory at start is PH_ERR_INVENTORY_INVALID listing the problems', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'porthole-inv-'));
+  const dir = runTempDir('inventory');
   try {
     const file = join(dir, 'bad.ini');
     await writeFile(file, '[a]\nhots = 1.2.3.4\nport = 5900\n');
