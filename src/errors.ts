@@ -20,6 +20,7 @@ export const ERROR_CATALOGUE = {
   PH_ERR_INVENTORY_INVALID: { httpStatus: 500, wsCloseCode: 1011, summary: 'static inventory file is invalid' },
   PH_ERR_API_UNAUTHORIZED: { httpStatus: 401, wsCloseCode: 4401, summary: 'missing or wrong API key' },
   PH_ERR_API_BAD_REQUEST: { httpStatus: 400, wsCloseCode: 4400, summary: 'malformed request' },
+  PH_ERR_PROTOCOL: { httpStatus: 400, wsCloseCode: 1003, summary: 'WebSocket use not supported: binary frames and the "binary" subprotocol only' },
   PH_ERR_API_NOT_FOUND: { httpStatus: 404, wsCloseCode: 4404, summary: 'no such route' },
   PH_ERR_INSTANCE_NOT_FOUND: { httpStatus: 404, wsCloseCode: 4404, summary: 'no such instance' },
   PH_ERR_INSTANCE_NO_CONSOLE: { httpStatus: 409, wsCloseCode: 4409, summary: 'instance has no console of that protocol' },

@@ -164,6 +164,8 @@ export class Gateway {
       store: parts.store,
       baseUrl: parts.config.vnc.novncproxy_base_url,
       tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
+      vncEnabled: parts.config.vnc.enabled,
+      onRevoked: (keys) => this.#proxy.closeInstances(keys),
     });
     const health = () => this.health();
     this.#api = createApiServer({
@@ -189,6 +191,7 @@ export class Gateway {
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
       ...(parts.tls ? { tls: parts.tls } : {}),
       maxPayloadBytes: parts.config.console.max_message_size,
+      refuseVnc: !parts.config.vnc.enabled,
       limits: {
         maxSessions: parts.config.console.max_sessions,
         maxSessionsPerInstance: parts.config.console.max_sessions_per_instance,
@@ -196,6 +199,7 @@ export class Gateway {
         enforceSessionTimeout: parts.config.consoleauth.enforce_session_timeout,
         handshakeTimeoutMs: parts.config.console.handshake_timeout * 1000,
         maxFailedTokens: parts.config.console.max_failed_tokens,
+        tokenRecheckMs: parts.config.console.token_recheck_interval * 1000,
       },
     });
   }

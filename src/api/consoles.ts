@@ -24,6 +24,10 @@ export interface ConsoleServiceOptions {
   readonly store: TokenStore;
   readonly baseUrl: string;
   readonly tokenTtlMs: number;
+  /** `[vnc] enabled`: false refuses VNC consoles (Nova's meaning). */
+  readonly vncEnabled: boolean;
+  /** Revocation fast path: close this node's open consoles of these instance names/UUIDs. */
+  readonly onRevoked?: (instanceKeys: readonly string[]) => void;
 }
 
 /** Supported protocol → console types (the ones this version can serve). */
@@ -52,6 +56,9 @@ export class ConsoleService {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
         `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc)`);
     }
+    if (request.protocol === 'vnc' && !this.#o.vncEnabled) {
+      throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
+    }
     const target = await this.#o.driver.resolve(request.instance, request.protocol);
     if (!target) throw new PortholeError('PH_ERR_INSTANCE_NOT_FOUND', `no instance named ${JSON.stringify(request.instance)}`);
     const issued = await this.#o.store.authorize({
@@ -75,11 +82,18 @@ export class ConsoleService {
   }
 
   /**
-   * Revoke every token of an instance, by name or UUID. An instance the driver no longer knows
-   * (deleted VM) is revoked by the name given: its tokens must stop working all the same.
+   * Revoke every token of an instance, by name or UUID: what the caller named is matched against
+   * the name and UUID recorded in each token at mint, so an instance the driver no longer knows
+   * (deleted VM, removed from the inventory) is revoked all the same. Consoles already open on this
+   * node close at once (`onRevoked`); other nodes close theirs at their next token re-check.
+   * @returns how many tokens were revoked, or undefined where the store cannot count (memcached).
    */
-  async revoke(instance: string): Promise<number> {
+  async revoke(instance: string): Promise<number | undefined> {
     const name = await this.#o.driver.canonicalName(instance);
-    return this.#o.store.revokeInstance(name ?? instance);
+    const keys = [...new Set([instance, ...(name === undefined ? [] : [name])])];
+    let revoked = 0;
+    for (const key of keys) revoked += await this.#o.store.revokeInstance(key);
+    this.#o.onRevoked?.(keys);
+    return this.#o.store.countsRevocations ? revoked : undefined;
   }
 }

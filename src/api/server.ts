@@ -2,7 +2,7 @@
  * The REST API (fastify factory, no listen): Porthole's own `/v1` routes plus the Nova-compatible
  * `remote-consoles` and `os-getVNCConsole` calls, so existing tooling can point at Porthole.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { ComputeDriver } from '../compute/driver.js';
 import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
@@ -18,12 +18,15 @@ export interface ApiServerOptions {
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
 }
 
+/** The longest instance name or UUID the API accepts, in every route (mint, revoke, Nova's). */
+export const MAX_INSTANCE_NAME_LENGTH = 255;
+
 const consoleBody = {
   type: 'object',
   required: ['instance'],
   additionalProperties: false,
   properties: {
-    instance: { type: 'string', minLength: 1, maxLength: 255 },
+    instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH },
     protocol: { type: 'string', enum: ['vnc', 'serial'], default: 'vnc' },
     type: { type: 'string', enum: ['novnc', 'vnc', 'serial'], default: 'novnc' },
   },
@@ -43,8 +46,16 @@ const novaRemoteConsoleBody = {
 
 const instanceParam = {
   type: 'object',
-  properties: { instance: { type: 'string', minLength: 1, maxLength: 255 } },
+  properties: { instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH } },
 } as const;
+
+const novaServerParam = {
+  type: 'object',
+  properties: { id: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH } },
+} as const;
+
+/** A path parameter may be percent-encoded: up to 3 characters per byte, 4 bytes per character. */
+const MAX_PARAM_URL_LENGTH = MAX_INSTANCE_NAME_LENGTH * 12;
 
 function errorBody(code: string, message: string) {
   return { code, message };
@@ -54,6 +65,14 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
+    // fastify's default (100) answered 414 to names that POST /v1/consoles accepts, so they could not be revoked.
+    routerOptions: { maxParamLength: MAX_PARAM_URL_LENGTH },
+    // Errors fastify answers before routing (414 param too long, 400 bad URL) in our shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const status = (err as FastifyError).statusCode ?? 400;
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? `a path parameter is longer than ${MAX_PARAM_URL_LENGTH} characters` : 'malformed URL';
+      void (reply as FastifyReply).code(status).send(errorBody('PH_ERR_API_BAD_REQUEST', message));
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
   const digests = options.apiKeys.map(digestKey);
@@ -72,8 +91,10 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       return reply.code(err.httpStatus).send(errorBody(err.code, err.message));
     }
     const fe = err as FastifyError;
-    if (fe.validation || (fe.statusCode !== undefined && fe.statusCode < 500)) {
-      return reply.code(400).send(errorBody('PH_ERR_API_BAD_REQUEST', fe.message));
+    if (fe.validation) return reply.code(400).send(errorBody('PH_ERR_API_BAD_REQUEST', fe.message));
+    if (fe.statusCode !== undefined && fe.statusCode < 500) {
+      // Framework refusals (413 body too large, 414, 415 media type…) keep their status, in our shape.
+      return reply.code(fe.statusCode).send(errorBody('PH_ERR_API_BAD_REQUEST', fe.message));
     }
     options.logger.error({ err }, 'API request failed');
     return reply.code(500).send(errorBody('PH_ERR_INTERNAL', 'internal error'));
@@ -81,9 +102,12 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
 
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(errorBody('PH_ERR_API_NOT_FOUND', 'no such route')));
 
-  app.get('/healthz', async (_req, reply) => {
+  // Without a key: up/down and the version (for load balancers); with one: every detail.
+  app.get('/healthz', async (req, reply) => {
     const health = await options.health();
-    return reply.code(health.ok ? 200 : 503).send(health);
+    const key = presentedKey(req.headers);
+    const authorized = key !== undefined && keyMatches(key, digests);
+    return reply.code(health.ok ? 200 : 503).send(authorized ? health : { ok: health.ok, version: health.version });
   });
 
   app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type: ConsoleType } }>(
@@ -96,7 +120,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     async (req, reply) => {
       const revoked = await options.consoles.revoke(req.params.instance);
       req.log.info({ instance: req.params.instance, revoked }, 'console tokens revoked');
-      return reply.code(204).send();
+      return reply.code(200).send({ instance: req.params.instance, revoked: revoked ?? null });
     },
   );
 
@@ -104,7 +128,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
 
   // Nova compute API compatibility (microversion 2.6+ remote-consoles, and the older action).
   app.post<{ Params: { id: string }; Body: { remote_console: { protocol: ConsoleProtocol; type: ConsoleType } } }>(
-    '/v2.1/servers/:id/remote-consoles', { schema: { body: novaRemoteConsoleBody } },
+    '/v2.1/servers/:id/remote-consoles', { schema: { params: novaServerParam, body: novaRemoteConsoleBody } },
     async (req) => {
       const { protocol, type } = req.body.remote_console;
       const minted = await options.consoles.mint({ instance: req.params.id, protocol, type });
@@ -113,7 +137,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   );
 
   app.post<{ Params: { id: string }; Body: Record<string, { type?: string } | undefined> }>(
-    '/v2.1/servers/:id/action',
+    '/v2.1/servers/:id/action', { schema: { params: novaServerParam } },
     async (req) => {
       const action = req.body?.['os-getVNCConsole'];
       if (!action || typeof action.type !== 'string') {

@@ -67,7 +67,8 @@ export function parseIni(text: string, file: string): IniDocument {
     }
     const entry = ENTRY_RE.exec(trimmed);
     if (!entry) {
-      problems.push({ file, line, message: `cannot parse line ${JSON.stringify(trimmed.slice(0, 60))}: expected "key = value" or "[group]"` });
+      // The line's text is not echoed: it may be a secret missing its "=" (`password hunter2`).
+      problems.push({ file, line, message: 'cannot parse this line: expected "key = value" or "[group]"' });
       last = undefined;
       continue;
     }

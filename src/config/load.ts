@@ -80,6 +80,8 @@ export function validateSources(sources: readonly ConfigSource[]): {
         });
       }
     }
+    /** Within one file a second value for an option is a mistake (silently last-wins before); across files, later files win. */
+    const firstLine = new Map<string, number>();
     for (const entry of doc.entries) {
       const spec = groupSpec(entry.group);
       if (spec === undefined) continue; // reported once per section above
@@ -100,6 +102,15 @@ export function validateSources(sources: readonly ConfigSource[]): {
         problems.push({ severity: 'error', file: entry.file, line: entry.line, message: unknownOptionMessage(entry, spec) });
         continue;
       }
+      const earlier = firstLine.get(`${group}.${name}`);
+      if (earlier !== undefined) {
+        problems.push({
+          severity: 'error', file: entry.file, line: entry.line,
+          message: `[${group}] ${name} is set twice in this file (lines ${earlier} and ${entry.line}); keep one`,
+        });
+        continue;
+      }
+      firstLine.set(`${group}.${name}`, entry.line);
       try {
         values.set(`${group}.${name}`, opt.parse(entry.value));
       } catch (err) {

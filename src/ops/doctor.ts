@@ -170,13 +170,15 @@ async function checkPeers(store: TokenStore, peers: readonly string[], timeoutMs
     }
     const close = await canaryCloseCode(peer, canary, timeoutMs);
     const knowsToken = close === ERROR_CATALOGUE.PH_ERR_UPSTREAM_UNREACHABLE.wsCloseCode || close === ERROR_CATALOGUE.PH_ERR_UPSTREAM_TIMEOUT.wsCloseCode;
-    if (fingerprint === mine && knowsToken) {
-      out.push({ code: 'PH_DOCTOR_PEER_OK', severity: 'ok', message: `${peer}: same token store (fingerprint ${mine}); canary token valid there` });
+    // The canary decides; a fingerprint is compared only where the peer shows one (the public
+    // /healthz of this version shows only up/down and the version).
+    if (knowsToken && (fingerprint === undefined || fingerprint === mine)) {
+      out.push({ code: 'PH_DOCTOR_PEER_OK', severity: 'ok', message: `${peer}: same token store (canary token valid there)` });
     } else {
       out.push({
         code: 'PH_DOCTOR_PEER_STORE_SPLIT', severity: 'error',
-        message: `${peer} does not share this node's token store: fingerprint ${fingerprint ?? '(none)'} vs ${mine} here; canary token ${knowsToken ? 'valid' : `refused (${close})`} there. Consoles minted on one node fail on the other with "invalid token".`,
-        fix: `give that node the same [cache] backend and servers as this one (compare both nodes' /healthz), then restart it`,
+        message: `${peer} does not share this node's token store: canary token ${knowsToken ? 'valid' : `refused (${close})`} there${fingerprint === undefined ? '' : `, fingerprint ${fingerprint} vs ${mine} here`}. Consoles minted on one node fail on the other with "invalid token".`,
+        fix: `give that node the same [cache] backend and servers as this one (compare both nodes' /healthz on the API with a key), then restart it`,
       });
     }
   }

@@ -10,7 +10,7 @@ import { connect as netConnect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { PortholeError, isPortholeError } from '../errors.js';
+import { closeReasonFor, PortholeError, isPortholeError } from '../errors.js';
 import type { ConnectSecrets } from '../compute/driver.js';
 import type { ConnectInfo, TokenStore } from '../tokens/store.js';
 import { tokenLogId } from '../tokens/token.js';
@@ -20,7 +20,8 @@ import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
 import type { TrustedProxies } from './forwarded.js';
 import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBody, setCookieHeader } from './console-cookie.js';
-import { extractToken, readSmallBody, splitTarget } from './request.js';
+import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from './request.js';
+import { refuseUpgrade } from './refusal.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
@@ -53,6 +54,8 @@ export interface ConsoleProxyOptions {
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
   readonly limits?: ProxyLimits;
+  /** `[vnc] enabled = false`: VNC tokens (minted elsewhere, or before the change) are refused too. */
+  readonly refuseVnc?: boolean;
 }
 
 export interface ProxyLimits {
@@ -66,13 +69,17 @@ export interface ProxyLimits {
   readonly handshakeTimeoutMs: number;
   /** Failed token attempts per address per minute; 0: no limit. */
   readonly maxFailedTokens: number;
+  /** How often open consoles' tokens are re-validated (revoked elsewhere → 4004); 0: never. */
+  readonly tokenRecheckMs: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
   maxSessions: 1000, maxSessionsPerInstance: 10, idleTimeoutMs: 0, enforceSessionTimeout: false, handshakeTimeoutMs: 10_000, maxFailedTokens: 20,
+  tokenRecheckMs: 5000,
 };
 
-const TOKEN_FAILURES = new Set(['PH_ERR_TOKEN_MISSING', 'PH_ERR_TOKEN_INVALID', 'PH_ERR_TOKEN_EXPIRED', 'PH_ERR_TOKEN_REVOKED']);
+/** Only a token the store does not know is a guess; a revoked or expired one was real (and retrying it locks nobody out). */
+const isGuess = (auth: { ok: boolean; error?: PortholeError }) => !auth.ok && auth.error?.code === 'PH_ERR_TOKEN_INVALID';
 
 export interface ProxyTlsOptions {
   readonly cert: Buffer;
@@ -110,6 +117,8 @@ export class ConsoleProxy {
   readonly #connect: ConnectFn;
   #heartbeat: NodeJS.Timeout | undefined;
   #limitsTimer: NodeJS.Timeout | undefined;
+  #recheckTimer: NodeJS.Timeout | undefined;
+  #rechecking = false;
   readonly #limits: ProxyLimits;
   readonly #failures: FailureLimiter;
   #draining = false;
@@ -177,7 +186,44 @@ export class ConsoleProxy {
       }, 1000);
       this.#limitsTimer.unref();
     }
+    if (this.#limits.tokenRecheckMs > 0) {
+      this.#recheckTimer = setInterval(() => void this.#recheckTokens(), this.#limits.tokenRecheckMs);
+      this.#recheckTimer.unref();
+    }
     return this.#server.address() as AddressInfo;
+  }
+
+  /** Revocation fast path: close this node's open consoles of these instance names/UUIDs with 4004. */
+  closeInstances(instanceKeys: readonly string[]): number {
+    let closed = 0;
+    for (const s of this.#sessions) {
+      if (s.matchesInstance(instanceKeys)) {
+        s.fail(new PortholeError('PH_ERR_TOKEN_REVOKED', 'the instance\'s consoles were revoked'));
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /**
+   * Revocation on other nodes: re-validate every open console's token, one look-up at a time (a
+   * gentle, steady load on the store). A store outage keeps consoles open; only "revoked" closes.
+   */
+  async #recheckTokens(): Promise<void> {
+    if (this.#rechecking) return;
+    this.#rechecking = true;
+    try {
+      for (const s of [...this.#sessions]) {
+        if (s.state !== 'relaying') continue;
+        const lookup = await this.#options.store.validate(s.token).catch((err: unknown) => {
+          this.#logger.debug({ err: (err as Error).message }, 'token re-check skipped: store unavailable');
+          return undefined;
+        });
+        if (lookup?.status === 'revoked') s.fail(new PortholeError('PH_ERR_TOKEN_REVOKED', 'the instance\'s consoles were revoked'));
+      }
+    } finally {
+      this.#rechecking = false;
+    }
   }
 
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -191,9 +237,11 @@ export class ConsoleProxy {
       return;
     }
     if (req.url === '/healthz') {
+      // Public: up or down and the version only. Store addresses, file paths, parse errors and
+      // counts are for operators: the API's /healthz with a key, and the log.
       const health = await this.#options.health();
       res.writeHead(health.ok ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
-      res.end(JSON.stringify({ ...health, sessions: this.#sessions.size }));
+      res.end(JSON.stringify({ ok: health.ok, version: health.version }));
       return;
     }
     if (this.#options.site.serve(req, res)) return;
@@ -234,9 +282,13 @@ export class ConsoleProxy {
       return;
     }
     const { token, pageDirectory } = parseExchangeBody(body);
+    if (!(await this.#failures.acquire(remote))) {
+      refuse(new PortholeError('PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute'));
+      return;
+    }
     const lookup = await this.#lookup(token);
+    this.#failures.release(remote, isGuess(lookup));
     if (!lookup.ok) {
-      if (TOKEN_FAILURES.has(lookup.error.code)) this.#failures.record(remote);
       this.#logger.info({ code: lookup.error.code, remote, token: token === undefined ? undefined : tokenLogId(token) }, `token exchange refused: ${lookup.error.message}`);
       refuse(lookup.error);
       return;
@@ -327,6 +379,11 @@ export class ConsoleProxy {
       abortHandshake(socket, 503, 'PH_ERR_SHUTTING_DOWN', 'console proxy is shutting down');
       return;
     }
+    const request = checkUpgradeRequest(req);
+    if (!request.ok) {
+      abortHandshake(socket, request.error.httpStatus, request.error.code, request.error.message);
+      return;
+    }
     const token = extractToken(req.url ?? '/', req.headers.cookie);
     const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
     const remote = this.#clientAddress(req);
@@ -335,13 +392,20 @@ export class ConsoleProxy {
       token: token === undefined ? undefined : tokenLogId(token),
       remote,
     });
-    if (this.#failures.blocked(remote)) {
+    if (!(await this.#failures.acquire(remote))) {
       logger.info({ code: 'PH_ERR_TOO_MANY_FAILURES' }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       abortHandshake(socket, 429, 'PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute');
       return;
     }
-    let auth = await this.#authenticate(token);
-    if (!auth.ok && TOKEN_FAILURES.has(auth.error.code)) this.#failures.record(remote);
+    let auth: SessionAuth | undefined;
+    try {
+      auth = await this.#authenticate(token);
+    } finally {
+      this.#failures.release(remote, auth !== undefined && isGuess(auth));
+    }
+    if (auth.ok && this.#options.refuseVnc === true && auth.connectInfo.protocol === 'vnc') {
+      auth = { ok: false, error: new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)') };
+    }
     if (auth.ok) auth = this.#checkSessionLimits(auth);
     const verdict = this.#checkOrigin(req, auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme);
     if (!verdict.ok) {
@@ -349,11 +413,20 @@ export class ConsoleProxy {
       abortHandshake(socket, 403, 'PH_ERR_ORIGIN_FORBIDDEN', verdict.reason);
       return;
     }
+    if (!auth.ok) {
+      // Not a session: it holds no slot, is never read, and its socket is gone within a second.
+      const { error } = auth;
+      logger[error.httpStatus < 500 ? 'info' : 'error']({ code: error.code }, `console refused: ${error.message}`);
+      refuseUpgrade(req, socket, request.protocol, error.wsCloseCode, closeReasonFor(error.code));
+      return;
+    }
+    const accepted = auth;
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       ws.pause(); // nothing is read from the browser until the VNC side is connected
       const session = new ConsoleSession({
         id,
         ws,
+        token: token as string,
         logger,
         connect: this.#connect,
         connectTimeoutMs: this.#options.connectTimeoutMs,
@@ -364,7 +437,7 @@ export class ConsoleProxy {
         ...(this.#options.upstreamTls === undefined ? {} : { upstreamTls: this.#options.upstreamTls }),
       });
       this.#sessions.add(session);
-      session.begin(auth);
+      session.begin(accepted);
     });
   }
 
@@ -376,6 +449,7 @@ export class ConsoleProxy {
     this.#draining = true;
     clearInterval(this.#heartbeat);
     clearInterval(this.#limitsTimer);
+    clearInterval(this.#recheckTimer);
     const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
     const deadline = Date.now() + graceMs;

@@ -33,6 +33,8 @@ export type ConnectFn = (target: { host: string; port: number; onread: OnReadOpt
 export interface ConsoleSessionOptions {
   readonly id: string;
   readonly ws: WebSocket;
+  /** The console token, for re-checks in the store (revocation on other nodes). Never logged. */
+  readonly token: string;
   readonly logger: Logger;
   readonly connect: ConnectFn;
   readonly connectTimeoutMs: number;
@@ -57,6 +59,7 @@ export class ConsoleSession {
   #state: SessionState = 'authenticating';
   #alive = true;
   #instance: string | undefined;
+  #instanceUuid: string | undefined;
   #closeCode: number | undefined;
   readonly #ws: WebSocket;
   #logger: Logger;
@@ -88,6 +91,15 @@ export class ConsoleSession {
     return this.#instance;
   }
 
+  get token(): string {
+    return this.#options.token;
+  }
+
+  /** Is this a console of an instance named (or with the UUID) in `keys`? */
+  matchesInstance(keys: readonly string[]): boolean {
+    return (this.#instance !== undefined && keys.includes(this.#instance)) || (this.#instanceUuid !== undefined && keys.includes(this.#instanceUuid));
+  }
+
   /**
    * The one place the state changes. An illegal transition is a bug: it is logged (tests fail on
    * that line) and ignored, rather than thrown from a socket event where it would take down every
@@ -111,6 +123,7 @@ export class ConsoleSession {
     }
     const info = auth.connectInfo;
     this.#instance = info.instance;
+    this.#instanceUuid = info.instanceUuid;
     this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');

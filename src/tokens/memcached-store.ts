@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Client as MemjsClient } from 'memjs';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { normaliseConnectInfo, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { normaliseConnectInfo, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface MemcachedTokenStoreOptions {
   readonly servers: readonly string[];
@@ -27,7 +27,9 @@ export interface MemcachedTokenStoreOptions {
 interface StoredToken {
   readonly i: ConnectInfo;
   readonly e: number;
+  /** Generations of the revocation keys (name, then UUID if known), current at mint. */
   readonly g: string;
+  readonly gu?: string;
 }
 
 /** Sorted, de-duplicated `host:port` list (port 11211 by default). Pure. */
@@ -111,9 +113,11 @@ export class MemcachedTokenStore implements TokenStore {
     const token = mintToken();
     const expiresAt = this.#clock.now() + ttlMs;
     try {
-      const g = await this.#generation(connectInfo.instance, true);
-      if (g === undefined) throw new Error('generation key vanished while minting');
-      const body: StoredToken = { i: connectInfo, e: expiresAt, g };
+      const [g, gu] = await Promise.all(revocationKeys(connectInfo).map((key) => this.#generation(key, true)));
+      if (g === undefined || (connectInfo.instanceUuid !== undefined && connectInfo.instanceUuid !== connectInfo.instance && gu === undefined)) {
+        throw new Error('generation key vanished while minting');
+      }
+      const body: StoredToken = { i: connectInfo, e: expiresAt, g, ...(gu === undefined ? {} : { gu }) };
       const keepSeconds = Math.min(Math.ceil((ttlMs + TOKEN_TOMBSTONE_MS) / 1000), 30 * 24 * 3600 - 1);
       await this.#client.set(`ph:t:${hashToken(token)}`, JSON.stringify(body), { expires: keepSeconds });
     } catch (err) {
@@ -125,16 +129,16 @@ export class MemcachedTokenStore implements TokenStore {
   async validate(token: string): Promise<TokenLookup> {
     if (!isWellFormedToken(token)) return { status: 'unknown' };
     let stored: StoredToken;
-    let current: string | undefined;
+    let current: Array<string | undefined>;
     try {
       const { value } = await this.#client.get(`ph:t:${hashToken(token)}`);
       if (value === null) return { status: 'unknown' };
       stored = JSON.parse(value.toString()) as StoredToken;
-      current = await this.#generation(stored.i.instance, false);
+      current = await Promise.all(revocationKeys(stored.i).map((key) => this.#generation(key, false)));
     } catch (err) {
       throw this.#fail('validate', err);
     }
-    if (current !== stored.g) return { status: 'revoked' };
+    if (current[0] !== stored.g || (stored.gu !== undefined && current[1] !== stored.gu)) return { status: 'revoked' };
     if (this.#clock.now() >= stored.e) return { status: 'expired' };
     return { status: 'valid', connectInfo: normaliseConnectInfo(stored.i), expiresAt: stored.e };
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 /** In-process token store: fast, lost on restart, private to one node. */
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { revocationKeys, storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 interface TokenRow {
   readonly connectInfo: ConnectInfo;
@@ -32,9 +32,11 @@ export class MemoryTokenStore implements TokenStore {
     const hash = hashToken(token);
     const expiresAt = this.#clock.now() + ttlMs;
     this.#rows.set(hash, { connectInfo, expiresAt, revokedAt: undefined });
-    let set = this.#byInstance.get(connectInfo.instance);
-    if (!set) this.#byInstance.set(connectInfo.instance, (set = new Set()));
-    set.add(hash);
+    for (const key of revocationKeys(connectInfo)) {
+      let set = this.#byInstance.get(key);
+      if (!set) this.#byInstance.set(key, (set = new Set()));
+      set.add(hash);
+    }
     return { token, expiresAt };
   }
 
@@ -66,9 +68,11 @@ export class MemoryTokenStore implements TokenStore {
     for (const [hash, row] of this.#rows) {
       if (row.expiresAt <= cutoff) {
         this.#rows.delete(hash);
-        const set = this.#byInstance.get(row.connectInfo.instance);
-        set?.delete(hash);
-        if (set?.size === 0) this.#byInstance.delete(row.connectInfo.instance);
+        for (const key of revocationKeys(row.connectInfo)) {
+          const set = this.#byInstance.get(key);
+          set?.delete(hash);
+          if (set?.size === 0) this.#byInstance.delete(key);
+        }
         count++;
       }
     }

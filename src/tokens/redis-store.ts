@@ -8,7 +8,7 @@
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { connectInfoFromJson, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { connectInfoFromJson, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface RedisTokenStoreOptions {
   /** `host:port` or a `redis://[:password@]host:port[/db]` URL; ignored when `sentinels` are given. */
@@ -111,15 +111,15 @@ export class RedisTokenStore implements TokenStore {
     const expiresAt = this.#clock.now() + ttlMs;
     const keepUntil = expiresAt + TOKEN_TOMBSTONE_MS;
     const tokenKey = `${this.#prefix}t:${hash}`;
-    const indexKey = `${this.#prefix}i:${connectInfo.instance}`;
     try {
-      await this.#client.multi()
+      const multi = this.#client.multi()
         .hset(tokenKey, 'i', JSON.stringify(connectInfo), 'e', String(expiresAt), 'r', '0')
-        .pexpireat(tokenKey, keepUntil)
-        .sadd(indexKey, hash)
-        .pexpireat(indexKey, keepUntil, 'GT')
-        .pexpireat(indexKey, keepUntil, 'NX')
-        .exec();
+        .pexpireat(tokenKey, keepUntil);
+      for (const key of revocationKeys(connectInfo)) {
+        const indexKey = `${this.#prefix}i:${key}`;
+        multi.sadd(indexKey, hash).pexpireat(indexKey, keepUntil, 'GT').pexpireat(indexKey, keepUntil, 'NX');
+      }
+      await multi.exec();
     } catch (err) {
       throw this.#fail('authorize', err);
     }

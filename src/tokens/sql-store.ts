@@ -87,6 +87,7 @@ const SCHEMA = [
     created_at      BIGINT NOT NULL
   )`,
   'CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_idx ON console_auth_tokens (instance)',
+  'CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_uuid_idx ON console_auth_tokens (instance_uuid)',
   'CREATE INDEX IF NOT EXISTS console_auth_tokens_expires_idx ON console_auth_tokens (expires)',
 ];
 
@@ -171,7 +172,7 @@ export class SqlTokenStore implements TokenStore {
   async revokeInstance(instance: string): Promise<number> {
     const now = this.#clock.now();
     try {
-      return (await this.#pool.query('UPDATE console_auth_tokens SET revoked_at = ? WHERE instance = ? AND revoked_at IS NULL AND expires > ?', [now, instance, now])).affected;
+      return (await this.#pool.query('UPDATE console_auth_tokens SET revoked_at = ? WHERE (instance = ? OR instance_uuid = ?) AND revoked_at IS NULL AND expires > ?', [now, instance, instance, now])).affected;
     } catch (err) {
       throw this.#fail('revoke', err);
     }

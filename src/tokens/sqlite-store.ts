@@ -45,11 +45,29 @@ CREATE TABLE IF NOT EXISTS console_auth_tokens (
   created_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_idx ON console_auth_tokens (instance);
+CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_uuid_idx ON console_auth_tokens (instance_uuid);
 CREATE INDEX IF NOT EXISTS console_auth_tokens_expires_idx ON console_auth_tokens (expires);
 `;
 
-function storeError(action: string, err: unknown): PortholeError {
-  return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `sqlite token store: ${action} failed: ${(err as Error).message}`, { cause: err });
+/**
+ * What an SQLite failure means for the operator, and what to do: SQLite's own texts ("unable to
+ * open database file", "database disk image is malformed") name neither the file nor a remedy. Pure.
+ */
+export function describeSqliteError(err: unknown, path: string): string {
+  const code = String((err as { code?: unknown }).code ?? '');
+  const text = (err as Error).message;
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') {
+    return `the token database ${path} is corrupt (${text}): stop porthole, move the file aside, start again (a new, empty one is created; open consoles need new URLs)`;
+  }
+  if (code === 'SQLITE_FULL') return `the disk holding the token database ${path} is full (${text}): free space there`;
+  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY_') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_PERM') {
+    return `cannot write the token database ${path} (${text}): the filesystem is read-only or porthole may not write there; set [cache] sqlite_path to a writable file`;
+  }
+  return `${path}: ${text}`;
+}
+
+function storeError(action: string, err: unknown, path: string): PortholeError {
+  return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `sqlite token store: ${action} failed: ${describeSqliteError(err, path)}`, { cause: err });
 }
 
 export class SqliteTokenStore implements TokenStore {
@@ -78,14 +96,14 @@ export class SqliteTokenStore implements TokenStore {
       this.#db.pragma('busy_timeout = 2000');
       this.#db.exec(SCHEMA_SQL);
     } catch (err) {
-      throw storeError(`opening ${options.path}`, err);
+      throw storeError('opening', err, options.path);
     }
     this.#insert = this.#db.prepare(`INSERT INTO console_auth_tokens
       (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`);
     this.#select = this.#db.prepare(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at
       FROM console_auth_tokens WHERE token_hash = ?`);
-    this.#revoke = this.#db.prepare('UPDATE console_auth_tokens SET revoked_at = ? WHERE instance = ? AND revoked_at IS NULL AND expires > ?');
+    this.#revoke = this.#db.prepare('UPDATE console_auth_tokens SET revoked_at = ? WHERE (instance = ? OR instance_uuid = ?) AND revoked_at IS NULL AND expires > ?');
     this.#purge = this.#db.prepare('DELETE FROM console_auth_tokens WHERE expires <= ?');
   }
 
@@ -102,7 +120,7 @@ export class SqliteTokenStore implements TokenStore {
       this.#insert.run(hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol,
         connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, expiresAt, now);
     } catch (err) {
-      throw storeError('authorize', err);
+      throw storeError('authorize', err, this.path);
     }
     return { token, expiresAt };
   }
@@ -113,7 +131,7 @@ export class SqliteTokenStore implements TokenStore {
     try {
       row = this.#select.get(hashToken(token));
     } catch (err) {
-      throw storeError('validate', err);
+      throw storeError('validate', err, this.path);
     }
     if (!row) return { status: 'unknown' };
     if (row.revoked_at !== null) return { status: 'revoked' };
@@ -136,9 +154,9 @@ export class SqliteTokenStore implements TokenStore {
   async revokeInstance(instance: string): Promise<number> {
     const now = this.#clock.now();
     try {
-      return this.#revoke.run(now, instance, now).changes;
+      return this.#revoke.run(now, instance, instance, now).changes;
     } catch (err) {
-      throw storeError('revoke', err);
+      throw storeError('revoke', err, this.path);
     }
   }
 
@@ -146,16 +164,29 @@ export class SqliteTokenStore implements TokenStore {
     try {
       return this.#purge.run(this.#clock.now() - TOKEN_TOMBSTONE_MS).changes;
     } catch (err) {
-      throw storeError('purge', err);
+      throw storeError('purge', err, this.path);
     }
   }
 
+  /** Exercises what minting and validating do: a committed write, a read, a delete. */
   async health(): Promise<TokenStoreHealth> {
+    const base = { backend: this.backend, fingerprint: storeFingerprint(this.identity) };
+    const probe = `health-probe-${process.pid}`;
     try {
-      const row = this.#db.prepare('SELECT count(*) AS n FROM console_auth_tokens').get() as { n: number };
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: true, detail: `${this.path}: ${row.n} tokens (not shared with other nodes)` };
+      const now = this.#clock.now();
+      this.#db.prepare('DELETE FROM console_auth_tokens WHERE token_hash = ?').run(probe); // left by a crash mid-probe
+      this.#insert.run(probe, probe, null, 'vnc', 'novnc', '127.0.0.1', 1, 'http://health.invalid/', now, now);
+      const found = this.#select.get(probe) !== undefined;
+      this.#db.prepare('DELETE FROM console_auth_tokens WHERE token_hash = ?').run(probe);
+      if (!found) return { ...base, ok: false, detail: `${this.path}: a row just written could not be read back` };
+      return { ...base, ok: true, detail: `${this.path} (not shared with other nodes)` };
     } catch (err) {
-      return { backend: this.backend, fingerprint: storeFingerprint(this.identity), ok: false, detail: `${this.path}: ${(err as Error).message}` };
+      try {
+        this.#db.prepare('DELETE FROM console_auth_tokens WHERE token_hash = ?').run(probe);
+      } catch {
+        // The database is broken; the probe row is the least of it (reported below).
+      }
+      return { ...base, ok: false, detail: describeSqliteError(err, this.path) };
     }
   }
 

@@ -29,6 +29,14 @@ export function normaliseConnectInfo(o: ConnectInfo): ConnectInfo {
   };
 }
 
+/**
+ * The keys a token can be revoked by: the instance name and, if known, its UUID, both as recorded
+ * at mint — so a revoke by UUID works after the instance left the driver's inventory. Pure.
+ */
+export function revocationKeys(info: Pick<ConnectInfo, 'instance' | 'instanceUuid'>): string[] {
+  return info.instanceUuid === undefined || info.instanceUuid === info.instance ? [info.instance] : [info.instance, info.instanceUuid];
+}
+
 export interface IssuedToken {
   readonly token: string;
   readonly expiresAt: number; // ms since epoch
@@ -65,7 +73,7 @@ export interface TokenStore {
   /** Mint a token for `connectInfo`, valid for `ttlMs`. */
   authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken>;
   validate(token: string): Promise<TokenLookup>;
-  /** Revoke every live token of an instance; returns how many. */
+  /** Revoke every live token whose instance name or UUID (as recorded at mint) is `instance`; returns how many. */
   revokeInstance(instance: string): Promise<number>;
   /** Delete rows past expiry + tombstone time; returns how many. */
   purgeExpired(): Promise<number>;

@@ -3,7 +3,7 @@
  * Each backend's test file calls tokenStoreContract with a factory for a fresh, empty store.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import type { ConnectInfo, TokenStore, TokenStoreClock } from '../../src/tokens/store.js';
 import { TOKEN_TOMBSTONE_MS } from '../../src/tokens/token.js';
@@ -79,6 +79,20 @@ export function tokenStoreContract(backend: string, open: (clock: ManualClock) =
       assert.equal(await store.revokeInstance(vmA), 0);
       assert.equal(await store.revokeInstance('no-such-vm'), 0);
     }
+  });
+
+  withStore('revokeInstance by UUID revokes what was minted for that UUID, by name too (regression: revoke by UUID after the inventory forgot it)', async ({ store }) => {
+    const name = `vm-u-${randomBytes(4).toString('hex')}`;
+    const uuid = randomUUID();
+    const other = await store.authorize({ ...info(`${name}-other`), instanceUuid: randomUUID() }, 60_000);
+    const t1 = await store.authorize({ ...info(name), instanceUuid: uuid }, 60_000);
+    const revoked = await store.revokeInstance(uuid);
+    if (store.countsRevocations) assert.equal(revoked, 1);
+    assert.equal((await store.validate(t1.token)).status, 'revoked');
+    assert.equal((await store.validate(other.token)).status, 'valid');
+    const t2 = await store.authorize({ ...info(name), instanceUuid: uuid }, 60_000);
+    await store.revokeInstance(name);
+    assert.equal((await store.validate(t2.token)).status, 'revoked', 'by name as before');
   });
 
   withStore('purgeExpired drops tokens past expiry plus the tombstone time, keeps live ones', async ({ store }, clock) => {

@@ -58,3 +58,35 @@ test('[sqlite] a closed database makes validate throw STORE_UNAVAILABLE, not "un
   await store.close();
   await assert.rejects(store.validate(token), (err: Error & { code?: string }) => err.code === 'PH_ERR_STORE_UNAVAILABLE');
 });
+
+test('[sqlite] a corrupt database file is not healthy; health and mint say it is corrupt, where, and what to do (regression: ok: true)', async () => {
+  const { closeSync, fstatSync, openSync, writeSync } = await import('node:fs');
+  const { randomBytes } = await import('node:crypto');
+  const path = await tempPath();
+  let store = await SqliteTokenStore.open({ path });
+  for (let i = 0; i < 300; i++) await store.authorize(info('vm-a'), 60_000);
+  await store.close();
+  // Damage every page after the first two (header and schema intact: the file still opens).
+  const fd = openSync(path, 'r+');
+  const size = fstatSync(fd).size;
+  writeSync(fd, randomBytes(size - 8192), 0, size - 8192, 8192);
+  closeSync(fd);
+  store = await SqliteTokenStore.open({ path });
+  try {
+    const health = await store.health();
+    assert.equal(health.ok, false);
+    assert.match(health.detail ?? '', new RegExp(`token database ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is corrupt .*move the file aside`));
+    await assert.rejects(store.authorize(info('vm-a'), 60_000), (err: Error & { code?: string }) =>
+      err.code === 'PH_ERR_STORE_UNAVAILABLE' && /is corrupt/.test(err.message));
+  } finally {
+    await store.close();
+  }
+});
+
+test('[sqlite] errors name the file and the remedy: read-only, full, corrupt', async () => {
+  const { describeSqliteError } = await import('../../src/tokens/sqlite-store.js');
+  const err = (code: string, message: string) => Object.assign(new Error(message), { code });
+  assert.match(describeSqliteError(err('SQLITE_CANTOPEN', 'unable to open database file'), '/ro/t.sqlite'), /cannot write the token database \/ro\/t\.sqlite .*read-only.*\[cache\] sqlite_path/);
+  assert.match(describeSqliteError(err('SQLITE_FULL', 'database or disk is full'), '/x/t.sqlite'), /disk holding the token database \/x\/t\.sqlite is full/);
+  assert.match(describeSqliteError(err('SQLITE_NOTADB', 'file is not a database'), '/x/t.sqlite'), /is corrupt/);
+});

@@ -149,7 +149,9 @@ describe('console path against real QEMU', () => {
     const token = tokenOf((await gw.mint('demo')).body);
     const other = tokenOf((await gw.mint('unreachable-vm')).body);
     const del = await gw.api('DELETE', '/v1/instances/demo/consoles');
-    assert.equal(del.status, 204);
+    assert.equal(del.status, 200);
+    assert.equal(del.body.instance, 'demo');
+    assert.ok(typeof del.body.revoked === 'number' && del.body.revoked >= 1, JSON.stringify(del.body));
     const out = await openConsole(wsFor(token), { origin: origin() });
     assert.equal(out.closeCode, 4004);
     assert.match(out.closeReason ?? '', /^PH_ERR_TOKEN_REVOKED/);
@@ -217,17 +219,21 @@ describe('console path against real QEMU', () => {
     assert.equal(noVnc.body.code, 'PH_ERR_INSTANCE_NO_CONSOLE');
   });
 
-  test('GET /v1/instances lists instances; /healthz needs no key and reports the store', async () => {
+  test('GET /v1/instances lists instances; public /healthz shows up/down and the version only, the API with a key every detail', async () => {
     const list = await gw.api('GET', '/v1/instances');
     assert.equal(list.status, 200);
     assert.deepEqual((list.body.instances as Array<{ name: string }>).map((i) => i.name), ['demo', 'unreachable-vm', 'serial-only']);
     for (const base of [gw.apiUrl, gw.proxyUrl]) {
       const res = await fetch(`${base}/healthz`);
       assert.equal(res.status, 200);
-      const h = (await res.json()) as { ok: boolean; store: { backend: string; ok: boolean } };
+      const h = (await res.json()) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(h).sort(), ['ok', 'version'], `${base}: ${JSON.stringify(h)}`);
       assert.equal(h.ok, true);
-      assert.equal(h.store.backend, 'sqlite');
     }
+    const detailed = await gw.api('GET', '/healthz');
+    assert.equal(detailed.status, 200);
+    assert.equal((detailed.body.store as { backend: string }).backend, 'sqlite');
+    assert.match((detailed.body.store as { detail: string }).detail, /tokens\.sqlite/);
   });
 
   test('Nova-compatible remote-consoles and os-getVNCConsole calls', async () => {

@@ -56,7 +56,10 @@ describe('store outage and recovery', () => {
         assert.equal(mint.body.code, 'PH_ERR_STORE_UNAVAILABLE');
         const health = await fetch(`${gw.proxyUrl}/healthz`);
         assert.equal(health.status, 503);
-        assert.equal(((await health.json()) as { store: { backend: string } }).store.backend, backend);
+        assert.equal(((await health.json()) as { ok: boolean }).ok, false);
+        const detailed = await gw.api('GET', '/healthz');
+        assert.equal(detailed.status, 503);
+        assert.equal((detailed.body.store as { backend: string }).backend, backend, 'the API with a key names the store');
         assert.equal(await echoRoundTrip(open, 'during'), 'during', 'an open console keeps relaying');
 
         await svc.start();

@@ -7,7 +7,6 @@ import WebSocket from 'ws';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { freePort } from '../helpers/net.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 
@@ -89,7 +88,7 @@ describe('TLS on the console proxy', () => {
   });
 
   test('ssl_only without a certificate is a startup error', async () => {
-    await assert.rejects(startTestGateway({ ini: `[DEFAULT]\nssl_only = true\n[api]\nport = ${await freePort()}\n` }),
+    await assert.rejects(startTestGateway({ ini: `[DEFAULT]\nssl_only = true\n` }),
       /ssl_only = true needs \[DEFAULT\] cert and \[DEFAULT\] key/);
   });
 

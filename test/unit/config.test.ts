@@ -148,3 +148,15 @@ test('VeNCrypt options: CA required, client cert and key together, and never set
   assert.deepEqual(problems('[vnc]\nauth_schemes = vencrypt\nvencrypt_ca_certs = /ca.pem\nvencrypt_client_cert = /c.pem\nvencrypt_client_key = /k.pem\n'), []);
   assert.match(check('[vnc]\nauth_schemes = vencrypt,tls\n').problems[0]?.message ?? '', /expected one of none, vnc, vencrypt, got "tls"/);
 });
+
+test('an option set twice in one file is an error naming both lines (regression: silently last-wins); across files the later wins', () => {
+  const { problems } = check('[vnc]\nnovncproxy_port = 6080\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = 6081\n');
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0]?.line, 4);
+  assert.equal(problems[0]?.message, '[vnc] novncproxy_port is set twice in this file (lines 2 and 4); keep one');
+  const alias = check('[DEFAULT]\nvnc_enabled = true\n[vnc]\nenabled = false\n');
+  assert.ok(alias.problems.some((p) => p.severity === 'error' && /\[vnc\] enabled is set twice/.test(p.message)), 'a deprecated alias and its new name count as one option');
+  const two = validateSources([{ file: 'a.conf', text: '[vnc]\nnovncproxy_port = 6080\n' }, { file: 'b.conf', text: '[vnc]\nnovncproxy_port = 6081\n' }]);
+  assert.equal(two.problems.length, 0);
+  assert.equal(two.values.get('vnc.novncproxy_port'), 6081);
+});

@@ -45,15 +45,54 @@ test('FailureLimiter: per-address sliding window, bounded table', async () => {
   const { FailureLimiter } = await import('../../src/proxy/failure-limiter.js');
   let now = 0;
   const l = new FailureLimiter(3, { windowMs: 1000, maxAddresses: 2, now: () => now });
-  for (let i = 0; i < 3; i++) l.record('a');
+  const guess = async (address: string) => {
+    assert.equal(await l.acquire(address), true);
+    l.release(address, true);
+  };
+  for (let i = 0; i < 3; i++) await guess('a');
   assert.equal(l.blocked('a'), true);
+  assert.equal(await l.acquire('a'), false);
   assert.equal(l.blocked('b'), false);
   now = 1001;
   assert.equal(l.blocked('a'), false, 'the window slides');
-  for (let i = 0; i < 3; i++) { l.record('b'); l.record('c'); }
-  l.record('d');
+  for (let i = 0; i < 3; i++) { await guess('b'); await guess('c'); }
+  await guess('d');
   assert.equal(l.blocked('b'), false, 'the oldest address was evicted past maxAddresses');
   assert.equal(l.blocked('c'), true);
+});
+
+test('FailureLimiter: simultaneous guesses stop at exactly the limit (regression: checked before, recorded after the look-up)', async () => {
+  const { FailureLimiter } = await import('../../src/proxy/failure-limiter.js');
+  const l = new FailureLimiter(20);
+  let lookups = 0;
+  const attempt = async () => {
+    if (!(await l.acquire('x'))) return 'refused';
+    lookups++;
+    await new Promise((r) => setTimeout(r, 5)); // an asynchronous store
+    l.release('x', true);
+    return 'looked-up';
+  };
+  const results = await Promise.all(Array.from({ length: 500 }, attempt));
+  assert.equal(lookups, 20);
+  assert.equal(results.filter((r) => r === 'refused').length, 480);
+});
+
+test('FailureLimiter: known tokens never lock an address out; valid connects beyond the budget wait, not fail', async () => {
+  const { FailureLimiter } = await import('../../src/proxy/failure-limiter.js');
+  const l = new FailureLimiter(5);
+  for (let i = 0; i < 50; i++) {
+    assert.equal(await l.acquire('nat'), true, 'revoked/expired retries are not guesses');
+    l.release('nat', false);
+  }
+  const attempt = async () => {
+    if (!(await l.acquire('nat'))) return false;
+    await new Promise((r) => setTimeout(r, 2));
+    l.release('nat', false);
+    return true;
+  };
+  const results = await Promise.all(Array.from({ length: 50 }, attempt));
+  assert.equal(results.filter(Boolean).length, 50, 'fifty simultaneous valid connects from one address all go through');
+  assert.equal(l.blocked('nat'), false);
 });
 
 test('TrustedProxies: X-Forwarded-* only from trusted proxies; right-most untrusted hop is the client', async () => {
