@@ -40,12 +40,13 @@ export function spawnOwned(command: string, args: readonly string[], options: Sp
   return spawn('setpriv', ['--pdeathsig', 'KILL', '--', command, ...args], options);
 }
 
+/** Running, and not a zombie (a killed test process may linger as one until it is reaped). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false; // no such process
   }
 }
 
