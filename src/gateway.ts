@@ -23,6 +23,7 @@ import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
 import type { UpstreamTls } from './proxy/upstream-tls.js';
 import { createTokenStore } from './tokens/create-store.js';
+import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageRoot } from './web/assets.js';
 import { StaticSite } from './web/static-site.js';
@@ -285,6 +286,8 @@ export class Gateway {
       );
     }, PURGE_INTERVAL_MS);
     this.#purgeTimer.unref();
+    const fdWarning = fdLimitWarning(this.config.console.max_sessions, currentOpenFilesLimit());
+    if (fdWarning !== undefined) this.logger.warn({ code: 'PH_ERR_PROXY_FD_EXHAUSTED' }, fdWarning);
     const { cert } = this.config.DEFAULT;
     // Certificate renewals (certbot, cert-manager) replace the files; pick them up without a signal.
     const onChange = (cur: Stats, prev: Stats) => { if (cur.mtimeMs !== prev.mtimeMs) void this.reloadTls(); };

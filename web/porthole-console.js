@@ -7,8 +7,11 @@ import RFB from './novnc/core/rfb.js';
 export const CLOSE_REASONS = {
   1000: 'The console was closed.',
   1001: 'The console proxy is restarting or shutting down. Reconnect in a moment.',
+  1002: 'The browser broke the WebSocket protocol; the console proxy closed the connection.',
   1003: 'The browser sent data the console proxy does not accept.',
   1006: 'Could not reach the console proxy, or the connection dropped without a reason (code 1006). Check the proxy address, TLS settings and any reverse proxy in between.',
+  1007: 'The browser sent text that is not valid UTF-8; the console proxy closed the connection.',
+  1008: 'The browser sent a message in more pieces than the console proxy accepts.',
   1009: 'The browser sent a message larger than the console proxy accepts.',
   1011: 'The console proxy hit an internal error. The operator can find details in its log.',
   4001: 'This console link has no token. Ask for a new console URL.',
@@ -31,7 +34,9 @@ export const CLOSE_REASONS = {
   4022: 'This VM has too many open consoles. Close another one and try again.',
   4023: 'The console was closed after being idle.',
   4024: 'The console was closed because its link expired. Ask for a new console URL.',
+  4025: 'The console proxy is overloaded (out of connections). Try again in a moment; the operator can find details in its log.',
   4029: 'Too many failed attempts from this address. Wait a minute and try again.',
+  4400: 'This kind of console is not available here (switched off by the operator, or not supported).',
 };
 
 const params = new URLSearchParams(window.location.search);

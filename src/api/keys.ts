@@ -1,6 +1,6 @@
 /** API keys: loaded from `[api] auth_keys_file`, or generated once into the state directory. */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PortholeError } from '../errors.js';
 
@@ -32,19 +32,43 @@ export async function loadApiKeys(authKeysFile: string, statePath: string, gener
     text = await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || authKeysFile !== '' || !generate) {
-      throw new PortholeError('PH_ERR_CONFIG_INVALID', `cannot read API keys from ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', authKeysFile !== ''
+        ? `cannot read API keys from [api] auth_keys_file = ${file} (${code})`
+        : `cannot read the API key file ${file} (${code}): [DEFAULT] state_path = ${statePath} must be a directory porthole can write, or set [api] auth_keys_file`, { cause: err });
     }
   }
-  if (text === undefined) {
-    const key = randomBytes(32).toString('base64url');
-    await mkdir(statePath, { recursive: true, mode: 0o700 });
-    await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
-    await chmod(file, 0o600);
-    return { keys: [key], file, generated: true };
-  }
+  if (text === undefined) return generateKeyFile(file, statePath);
   const keys = parseKeyFile(text);
   if (keys.length === 0) throw new PortholeError('PH_ERR_CONFIG_INVALID', `API key file ${file} holds no key`);
   return { keys, file, generated: false };
+}
+
+/**
+ * Write a new key so that the file appears complete or not at all: into a temp file, then link()
+ * to the final name. Two processes starting at once on a fresh state dir no longer die with
+ * EEXIST or read a half-written file: the one that loses the link race reads the winner's key.
+ */
+async function generateKeyFile(file: string, statePath: string): Promise<ApiKeySource> {
+  const key = randomBytes(32).toString('base64url');
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await mkdir(statePath, { recursive: true, mode: 0o700 });
+    await writeFile(temp, `${key}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(temp, 0o600);
+    await link(temp, file);
+    return { keys: [key], file, generated: true };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      const keys = parseKeyFile(await readFile(file, 'utf8'));
+      if (keys.length > 0) return { keys, file, generated: false };
+    }
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new PortholeError('PH_ERR_CONFIG_INVALID',
+      `cannot create the API key file ${file} (${code}): [DEFAULT] state_path = ${statePath} must be a directory porthole can write, or set [api] auth_keys_file`, { cause: err });
+  } finally {
+    await unlink(temp).catch(() => undefined); // gone already when the write failed
+  }
 }
 
 /** Digest once so each comparison is fixed-length and constant-time, whatever the presented length. */

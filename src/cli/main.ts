@@ -16,6 +16,7 @@ import { auditHost } from '../ops/audit-host.js';
 import { runDoctor, type DoctorFinding } from '../ops/doctor.js';
 import { createTokenStore } from '../tokens/create-store.js';
 import { vncDisplay } from '../ops/vncdisplay.js';
+import { currentOpenFilesLimit, fdLimitWarning } from '../ops/fd-limit.js';
 import { Gateway, packageVersion } from '../gateway.js';
 import { createLogger } from '../log.js';
 
@@ -73,6 +74,8 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
   out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
   if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
+  const fdWarning = fdLimitWarning(config.console.max_sessions, currentOpenFilesLimit());
+  if (fdWarning !== undefined) out(`  WARNING: ${fdWarning}`);
   if (demo) {
     const minted = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'vnc', type: 'novnc' });
     out(`  demo VM:       ${demo.entry.host}:${demo.entry.port}, instance "${DEMO_INSTANCE}"`);

@@ -3,6 +3,7 @@
  * Names follow nova.conf so operators can carry their knowledge (and most of their values) over.
  */
 import { isIP } from 'node:net';
+import { parseAllowedOrigin } from './allowed-origin.js';
 
 export interface OptionSpec<T> {
   /** Turns the raw INI string into a typed value; throws an Error whose message says what was expected. */
@@ -67,18 +68,44 @@ export function parseList(raw: string): readonly string[] {
   return raw.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
 }
 
+/**
+ * A list whose every entry is checked by `check` (which throws with what was wrong); all bad
+ * entries are reported at once, not only the first.
+ */
+export function parseListOf<T>(raw: string, check: (entry: string) => T): readonly T[] {
+  const out: T[] = [];
+  const bad: string[] = [];
+  for (const entry of parseList(raw)) {
+    try {
+      out.push(check(entry));
+    } catch (err) {
+      bad.push((err as Error).message);
+    }
+  }
+  if (bad.length === 1) throw new Error(bad[0]);
+  if (bad.length > 1) throw new Error(`${bad.length} bad entries: ${bad.join('; ')}`);
+  return out;
+}
+
 /** Comma-separated IP addresses or CIDR ranges. */
 export function parseAddressList(raw: string): readonly string[] {
-  const list = parseList(raw);
-  for (const e of list) {
+  return parseListOf(raw, (e) => {
     const [addr, bits, extra] = e.split('/');
     const family = isIP(addr ?? '');
     const max = family === 6 ? 128 : 32;
     if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
       throw new Error(`expected IP addresses or CIDR ranges, got ${JSON.stringify(e)}`);
     }
-  }
-  return list;
+    return e;
+  });
+}
+
+/** `[console] allowed_origins`: host, host:port or scheme://host[:port] (see allowed-origin.ts). */
+export function parseAllowedOrigins(raw: string): readonly string[] {
+  return parseListOf(raw, (e) => {
+    parseAllowedOrigin(e);
+    return e;
+  });
 }
 
 export function parseString(raw: string): string {
@@ -96,9 +123,8 @@ export function oneOf<const V extends string>(values: readonly V[]): (raw: strin
 export const AUTH_SCHEMES = ['none', 'vnc', 'vencrypt'] as const;
 
 function parseAuthSchemes(raw: string): readonly (typeof AUTH_SCHEMES)[number][] {
-  const list = parseList(raw);
-  if (list.length === 0) throw new Error(`expected at least one of ${AUTH_SCHEMES.join(', ')}`);
-  return list.map((s) => oneOf(AUTH_SCHEMES)(s));
+  if (parseList(raw).length === 0) throw new Error(`expected at least one of ${AUTH_SCHEMES.join(', ')}`);
+  return parseListOf(raw, oneOf(AUTH_SCHEMES));
 }
 
 export const TOKEN_STORE_BACKENDS = ['sqlite', 'memory', 'redis', 'memcached', 'postgresql', 'mysql'] as const;
@@ -156,8 +182,8 @@ export const SCHEMA = {
     ssl_ciphers: option(parseString, '', 'OpenSSL cipher list for TLS 1.2 on the console proxy; empty: Node\'s defaults.'),
     trusted_proxies: option(parseAddressList, [] as readonly string[],
       'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Host are believed (for the client address in logs and limits, and the Origin check). Others\' are ignored.'),
-    allowed_origins: option(parseList, [] as readonly string[],
-      'Extra host names allowed in the Origin header of WebSocket upgrades, besides the Host the browser used.'),
+    allowed_origins: option(parseAllowedOrigins, [] as readonly string[],
+      'Extra origins allowed in the Origin header of WebSocket upgrades, besides the Host the browser used: host (any port), host:port, or scheme://host[:port] (exactly that origin).'),
     connect_timeout: option(intIn(1, 300), 5, 'Seconds to wait for a VNC server to accept the TCP connection.'),
     ping_interval: option(intIn(1, 3600), 20,
       'Seconds between WebSocket pings; keeps reverse proxies from cutting idle consoles and finds dead browsers.'),

@@ -6,12 +6,15 @@
  * A request without Origin comes from a non-browser client and is allowed, as in Nova.
  */
 
+import { originMatches, type AllowedOrigin } from '../config/allowed-origin.js';
+
 export type OriginVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
 export interface OriginCheckInput {
   readonly origin: string | undefined;
   readonly host: string | undefined;
-  readonly allowedOrigins: readonly string[];
+  /** Parsed `[console] allowed_origins` (parseAllowedOrigin), parsed once at start. */
+  readonly allowedOrigins: readonly AllowedOrigin[];
   /** Scheme of the console page (`http:` or `https:`), from the token's access URL. */
   readonly expectedScheme: string;
 }
@@ -47,8 +50,7 @@ export function checkOrigin(input: OriginCheckInput): OriginVerdict {
   const originHost = stripBrackets(origin.hostname);
   if (originHost === '' || origin.protocol === '') return { ok: false, reason: 'Origin header not valid' };
   const expected = input.host === undefined ? undefined : hostnameOf(input.host);
-  const allowed = input.allowedOrigins.map(stripBrackets);
-  if (originHost !== expected && !allowed.includes(originHost)) {
+  if (originHost !== expected && !input.allowedOrigins.some((a) => originMatches(origin, a))) {
     return { ok: false, reason: 'Origin header does not match this host' };
   }
   if (!(COMPATIBLE_SCHEMES[input.expectedScheme] ?? []).includes(origin.protocol)) {

@@ -83,6 +83,12 @@ export class Relay {
     tcp.resume();
   }
 
+  /** Browser messages that arrived before relaying started (kept by the session), in order, with the usual backpressure. */
+  replay(messages: readonly Buffer[]): void {
+    if (!this.#running) return;
+    for (const m of messages) this.#onClientMessage(m, true);
+  }
+
   stop(): void {
     this.#running = false;
     this.#ws.off('message', this.#onClientMessage);

@@ -16,6 +16,7 @@ import type { ConnectInfo, TokenStore } from '../tokens/store.js';
 import { tokenLogId } from '../tokens/token.js';
 import type { AuthScheme } from '../rfb/handshake.js';
 import type { StaticSite } from '../web/static-site.js';
+import { parseAllowedOrigin, type AllowedOrigin } from '../config/allowed-origin.js';
 import { checkOrigin } from './origin.js';
 import { FailureLimiter } from './failure-limiter.js';
 import type { TrustedProxies } from './forwarded.js';
@@ -108,6 +109,13 @@ function abortHandshake(socket: Duplex, status: number, code: string, message: s
   );
 }
 
+/** HTTP answer to a request Node's parser refused: slow headers 408, oversized headers 431, else 400. Pure. */
+export function clientErrorAnswer(code: string | undefined): [number, string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'request headers not received in time'];
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'request headers too large'];
+  return [400, 'malformed HTTP request'];
+}
+
 export class ConsoleProxy {
   readonly #options: ConsoleProxyOptions;
   readonly #logger: Logger;
@@ -121,6 +129,7 @@ export class ConsoleProxy {
   #rechecking = false;
   readonly #limits: ProxyLimits;
   readonly #failures: FailureLimiter;
+  readonly #allowedOrigins: readonly AllowedOrigin[];
   #draining = false;
   #nextId = 0;
   readonly #idPrefix = randomBytes(3).toString('hex');
@@ -131,6 +140,7 @@ export class ConsoleProxy {
     this.#connect = options.connect ?? defaultConnect;
     this.#limits = options.limits ?? DEFAULT_LIMITS;
     this.#failures = new FailureLimiter(this.#limits.maxFailedTokens);
+    this.#allowedOrigins = options.allowedOrigins.map(parseAllowedOrigin);
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -155,7 +165,10 @@ export class ConsoleProxy {
         abortHandshake(socket, 500, 'PH_ERR_INTERNAL', 'internal error');
       });
     });
-    this.#server.on('clientError', (_err, socket) => abortHandshake(socket, 400, 'PH_ERR_API_BAD_REQUEST', 'malformed HTTP request'));
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const [status, message] = clientErrorAnswer(err.code);
+      abortHandshake(socket, status, 'PH_ERR_API_BAD_REQUEST', message);
+    });
   }
 
   /** Swap the TLS certificate for new connections; open consoles keep theirs. */
@@ -174,6 +187,18 @@ export class ConsoleProxy {
         this.#server.off('error', reject);
         resolve();
       });
+    });
+    // After listen, an 'error' is a failed accept (EMFILE when the open-files limit is reached).
+    // Logged, at most once a second with a count, instead of an unhandled 'error' event.
+    let lastLogged = 0;
+    let unlogged = 0;
+    this.#server.on('error', (err: NodeJS.ErrnoException) => {
+      unlogged++;
+      if (Date.now() - lastLogged < 1000) return;
+      lastLogged = Date.now();
+      this.#logger.error({ code: err.code === 'EMFILE' || err.code === 'ENFILE' ? 'PH_ERR_PROXY_FD_EXHAUSTED' : 'PH_ERR_INTERNAL', errno: err.code, failures: unlogged },
+        `accepting connections failed: ${err.message}`);
+      unlogged = 0;
     });
     this.#heartbeat = setInterval(() => {
       for (const s of this.#sessions) s.heartbeat();
@@ -368,7 +393,7 @@ export class ConsoleProxy {
     return checkOrigin({
       origin: req.headers.origin,
       host: trusted ? trusted.host(req.socket.remoteAddress, req.headers.host, req.headers['x-forwarded-host']) : req.headers.host,
-      allowedOrigins: this.#options.allowedOrigins,
+      allowedOrigins: this.#allowedOrigins,
       expectedScheme,
     });
   }
@@ -422,7 +447,8 @@ export class ConsoleProxy {
     }
     const accepted = auth;
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      ws.pause(); // nothing is read from the browser until the VNC side is connected
+      // Not paused while the VNC side connects: reading is what notices a browser that leaves
+      // (the session keeps early messages, bounded, and delivers them first).
       const session = new ConsoleSession({
         id,
         ws,

@@ -24,6 +24,9 @@ const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
   closed: [],
 };
 
+/** Browser bytes kept while the console is still connecting or negotiating; more is a protocol error. */
+export const MAX_EARLY_BYTES = 64 * 1024;
+
 export const sessionOpenChannel = channel('porthole:session:open');
 export const sessionCloseChannel = channel('porthole:session:close');
 
@@ -53,6 +56,13 @@ export type SessionAuth =
   | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly vncPassword?: string | undefined }
   | { readonly ok: false; readonly error: PortholeError };
 
+/** The close code ws sent for one of its protocol errors (stored under its `status-code` symbol). Pure. */
+export function wsErrorCloseCode(err: Error): number | undefined {
+  const key = Object.getOwnPropertySymbols(err).find((s) => s.description === 'status-code');
+  const value = key === undefined ? undefined : (err as unknown as Record<symbol, unknown>)[key];
+  return typeof value === 'number' ? value : undefined;
+}
+
 export class ConsoleSession {
   readonly id: string;
   readonly startedAt = Date.now();
@@ -72,6 +82,8 @@ export class ConsoleSession {
   #expiresAt = Infinity;
   #lastBytes = 0;
   #lastActivityAt = Date.now();
+  #early: Buffer[] = [];
+  #earlyBytes = 0;
 
   constructor(options: ConsoleSessionOptions) {
     this.id = options.id;
@@ -79,7 +91,7 @@ export class ConsoleSession {
     this.#logger = options.logger;
     this.#options = options;
     this.#ws.on('pong', () => { this.#alive = true; });
-    this.#ws.on('error', (err) => { this.#logger.debug({ err: err.message }, 'websocket error'); });
+    this.#ws.on('error', (err) => this.#onClientError(err));
     this.#ws.on('close', (code: number) => this.#onClientClosed(code));
   }
 
@@ -127,6 +139,7 @@ export class ConsoleSession {
     this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');
+    this.#ws.on('message', this.#onEarlyMessage);
     this.#relay = new Relay({
       ws: this.#ws,
       ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
@@ -206,8 +219,10 @@ export class ConsoleSession {
       if (!step.done) return;
       serverDone = true;
       for (const b of client.start()) this.#ws.send(b);
+      const early = this.#takeEarly();
       this.#ws.on('message', onClientBytes);
-      this.#ws.resume();
+      while (early.length > 0 && this.#state === 'negotiating') onClientBytes(early.shift() as Buffer, true);
+      if (early.length > 0) this.#relay?.replay(early); // after the handshake: the server's (ignored if the session failed)
     });
     relay.intercept(tcp, onServerBytes);
   }
@@ -241,17 +256,48 @@ export class ConsoleSession {
     if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
     this.#transition('relaying');
     this.#lastActivityAt = Date.now();
+    const early = this.#takeEarly();
     if (this.#tls === undefined) this.#relay?.start(this.#tcp as Socket);
     else {
       this.#tls.removeAllListeners('data');
       this.#relay?.start(this.#tls, 'data');
     }
+    this.#relay?.replay(early);
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
     if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
   }
 
+  /**
+   * A message from the browser before the console is connected. The WebSocket is read during
+   * connecting and negotiating so that a browser that leaves is noticed at once (its close ends
+   * the session and the VNC connection); what it sends meanwhile is kept, bounded, and delivered first.
+   */
+  readonly #onEarlyMessage = (data: RawData, isBinary: boolean): void => {
+    if (!isBinary) {
+      this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary');
+      return;
+    }
+    const chunk = data as Buffer; // binaryType 'nodebuffer'
+    this.#earlyBytes += chunk.length;
+    if (this.#earlyBytes > MAX_EARLY_BYTES) {
+      this.fail(new PortholeError('PH_ERR_PROTOCOL', `the browser sent more than ${MAX_EARLY_BYTES} bytes before the console was connected`));
+      return;
+    }
+    this.#early.push(chunk);
+  };
+
+  #takeEarly(): Buffer[] {
+    this.#ws.off('message', this.#onEarlyMessage);
+    const early = this.#early;
+    this.#early = [];
+    return early;
+  }
+
   #onServerError(err: NodeJS.ErrnoException, info: ConnectInfo): void {
-    if (this.#state === 'connecting') {
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+      // Not the VM's fault: "VNC server unreachable" would send the person and the operator the wrong way.
+      this.fail(new PortholeError('PH_ERR_PROXY_FD_EXHAUSTED', `cannot open a connection to ${info.host}:${info.port}: ${err.code} (the proxy's open-files limit is reached)`, { cause: err }));
+    } else if (this.#state === 'connecting') {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `cannot connect to VNC server ${info.host}:${info.port}: ${err.code ?? err.message}`, { cause: err }));
     } else if (this.#state === 'relaying') {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} connection failed: ${err.code ?? err.message}`, { cause: err }));
@@ -327,11 +373,22 @@ export class ConsoleSession {
     this.#tcp?.destroy();
   }
 
+  /**
+   * The browser broke the WebSocket protocol (message too big: 1009, too many fragments: 1008,
+   * invalid UTF-8: 1007, bad framing: 1002); ws has sent that close code. Record it, so the session's
+   * close line says 1009 rather than the 1006 of a peer that then just hangs up.
+   */
+  #onClientError(err: Error): void {
+    const sent = wsErrorCloseCode(err);
+    if (sent !== undefined && this.#closeCode === undefined) this.#closeCode = sent;
+    this.#logger.info({ code: 'PH_ERR_PROTOCOL', wsError: (err as { code?: unknown }).code, closeCode: sent }, `browser broke the WebSocket protocol: ${err.message}`);
+  }
+
   #onClientClosed(code: number): void {
     if (this.#state === 'closed') return;
     if (this.#state !== 'closing') {
       this.#transition('closing');
-      this.#closeCode = code;
+      this.#closeCode ??= code;
       this.#releaseServer();
     }
     this.#finish();

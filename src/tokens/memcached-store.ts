@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Client as MemjsClient } from 'memjs';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { normaliseConnectInfo, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { describeStoreFailure, normaliseConnectInfo, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface MemcachedTokenStoreOptions {
   readonly servers: readonly string[];
@@ -91,7 +91,7 @@ export class MemcachedTokenStore implements TokenStore {
   }
 
   #fail(action: string, err: unknown): PortholeError {
-    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `memcached token store (${this.#display}): ${action} failed: ${(err as Error).message}`, { cause: err });
+    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `memcached token store (${this.#display}): ${action} failed: ${describeStoreFailure(err)}`, { cause: err });
   }
 
   static generationKey(instance: string): string {

@@ -8,7 +8,7 @@
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { connectInfoFromJson, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { connectInfoFromJson, describeStoreFailure, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export interface RedisTokenStoreOptions {
   /** `host:port` or a `redis://[:password@]host:port[/db]` URL; ignored when `sentinels` are given. */
@@ -102,7 +102,7 @@ export class RedisTokenStore implements TokenStore {
   }
 
   #fail(action: string, err: unknown): PortholeError {
-    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `redis token store at ${this.#display}: ${action} failed: ${(err as Error).message}`, { cause: err });
+    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `redis token store at ${this.#display}: ${action} failed: ${describeStoreFailure(err)}`, { cause: err });
   }
 
   async authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken> {

@@ -5,7 +5,7 @@
  */
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
 
 export type SqlDialect = 'postgresql' | 'mysql';
 
@@ -122,7 +122,7 @@ export class SqlTokenStore implements TokenStore {
   }
 
   #fail(action: string, err: unknown): PortholeError {
-    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `${this.backend} token store at ${this.#display}: ${action} failed: ${(err as Error).message}`, { cause: err });
+    return new PortholeError('PH_ERR_STORE_UNAVAILABLE', `${this.backend} token store at ${this.#display}: ${action} failed: ${describeStoreFailure(err)}`, { cause: err });
   }
 
   async authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken> {

@@ -60,8 +60,9 @@ export function describeSqliteError(err: unknown, path: string): string {
     return `the token database ${path} is corrupt (${text}): stop porthole, move the file aside, start again (a new, empty one is created; open consoles need new URLs)`;
   }
   if (code === 'SQLITE_FULL') return `the disk holding the token database ${path} is full (${text}): free space there`;
-  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY_') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_PERM') {
-    return `cannot write the token database ${path} (${text}): the filesystem is read-only or porthole may not write there; set [cache] sqlite_path to a writable file`;
+  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY_') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_PERM'
+    || code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ENOTDIR') {
+    return `cannot write the token database ${path} (${text}): the filesystem is read-only or porthole may not write there; set [cache] sqlite_path (default <[DEFAULT] state_path>/tokens.sqlite) to a writable file`;
   }
   return `${path}: ${text}`;
 }

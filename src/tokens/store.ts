@@ -94,6 +94,26 @@ export function storeFingerprint(identity: string): string {
 }
 
 /**
+ * A store client's failure in words an operator can act on. Client libraries report the same few
+ * situations in their own terms ("Stream isn't writeable and enableOfflineQueue options is false",
+ * "Connection terminated unexpectedly"); the original stays the error's `cause`. Pure.
+ */
+export function describeStoreFailure(err: unknown): string {
+  const code = String((err as { code?: unknown }).code ?? '');
+  const text = (err as Error).message ?? String(err);
+  if (code === 'ECONNREFUSED' || /ECONNREFUSED/.test(text)) return 'connection refused: is the server running and listening at that address?';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /ENOTFOUND|EAI_AGAIN/.test(text)) return 'the host name does not resolve';
+  if (code === 'ETIMEDOUT' || /timed? ?out|timeout/i.test(text)) return 'no answer in time: server overloaded, or packets dropped on the way';
+  if (/enableOfflineQueue|Connection is closed|Stream isn't writeable|Connection terminated|Connection lost|ECONNRESET|EPIPE|socket hang up/i.test(text) || code === 'ECONNRESET' || code === 'EPIPE' || code === 'PROTOCOL_CONNECTION_LOST') {
+    return 'not connected: the connection to the server was lost (reconnecting in the background)';
+  }
+  if (/NOAUTH|WRONGPASS|password authentication failed|Access denied|ER_ACCESS_DENIED/i.test(text) || code === '28P01' || code === 'ER_ACCESS_DENIED_ERROR') {
+    return 'authentication failed: check the user and password in the store\'s connection settings';
+  }
+  return text;
+}
+
+/**
  * Health of a shared store: `probe` does a round trip (write/read/delete or a query). One shape
  * for every networked backend; an error is reported, never thrown.
  */
@@ -102,6 +122,6 @@ export async function sharedStoreHealth(store: { backend: string; identity: stri
   try {
     return { ...base, ok: await probe(), detail: `${display} (shared)` };
   } catch (err) {
-    return { ...base, ok: false, detail: `${display}: ${(err as Error).message}` };
+    return { ...base, ok: false, detail: `${display}: ${describeStoreFailure(err)}` };
   }
 }

@@ -76,6 +76,82 @@ describe('porthole CLI', () => {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
   });
 
+  test('serve with an unwritable state_path names the option and the error, no stack trace (regression: exit 70)', async () => {
+    const notADir = join(dir, 'plain-file');
+    await writeFile(notADir, 'x');
+    for (const backend of ['sqlite', 'memory']) { // the API key comes first either way
+      const conf = join(dir, `unwritable-${backend}.conf`);
+      await writeFile(conf, `[DEFAULT]\nstate_path = ${notADir}/state\n[vnc]\nnovncproxy_port = ${await freePort()}\n[api]\nport = ${await freePort()}\n[cache]\nbackend = ${backend}\n`);
+      const res = await run(['serve', '--config-file', conf]);
+      assert.ok(res.code === 1 || res.code === 2, `${backend}: exit ${res.code}: ${res.stderr}`);
+      assert.doesNotMatch(res.stderr, /unexpected error| {4}at /, res.stderr);
+      assert.match(res.stderr, /API key file .*: \[DEFAULT\] state_path = .* must be a directory porthole can write/);
+    }
+  });
+
+  test('two serve processes racing on a fresh state dir both start, with the same API key (regression: EEXIST)', async () => {
+    const { loadApiKeys } = await import('../../src/api/keys.js');
+    for (let round = 0; round < 5; round++) {
+      const state = join(dir, `race-${round}`);
+      const loaded = await Promise.all(Array.from({ length: 8 }, () => loadApiKeys('', state, true)));
+      assert.equal(new Set(loaded.map((l) => l.keys[0])).size, 1, 'every process got the one key on disk');
+      assert.equal(loaded.filter((l) => l.generated).length, 1);
+    }
+  });
+
+  test('out of file descriptors: serve warns at start, a console gets its own reason (4025), not "VNC server unreachable" (regression: 4010)', async () => {
+    const { createServer } = await import('node:net');
+    const { readdirSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const target = createServer((sock) => { sock.on('error', () => sock.destroy()); sock.write('RFB 003.008\n'); });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const targetPort = (target.address() as import('node:net').AddressInfo).port;
+    const proxyPort = await freePort();
+    const inventory = join(dir, 'fd-inventory.ini');
+    await writeFile(inventory, `[fd-vm]\nhost = 127.0.0.1\nport = ${targetPort}\n`);
+    const conf = join(dir, 'fd.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/fd-state\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n` +
+      `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[api]\nport = ${await freePort()}\n[static]\ninventory_file = ${inventory}\n` +
+      `[cache]\nbackend = memory\n[console]\nmax_sessions_per_instance = 0\n`);
+    const server = spawn('prlimit', ['--nofile=400:400', process.execPath, BIN, 'serve', '--config-file', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    server.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    server.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const sockets: import('ws').WebSocket[] = [];
+    try {
+      const banner = await waitForOutput(server, /API: .*\n(.*WARNING.*\n)?/);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.match(stdout, /WARNING: the open-files limit is 400, but \[console\] max_sessions = 1000 needs about 2128/, banner);
+      const res = await run(['console', 'url', 'fd-vm', '--config-file', conf]);
+      const token = new URL(res.stdout.trim()).searchParams.get('token') ?? '';
+      const pid = server.pid as number;
+      const open = readdirSync(`/proc/${pid}/fd`).length;
+      execFileSync('prlimit', ['--pid', String(pid), `--nofile=${open + 4}:${open + 4}`]);
+      const { default: WebSocket } = await import('ws');
+      const codes: Array<number | string> = [];
+      for (let i = 0; i < 6 && !codes.includes(4025); i++) {
+        codes.push(await new Promise<number | string>((resolve) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${proxyPort}/websockify?token=${token}`, ['binary']);
+          sockets.push(ws);
+          ws.once('message', () => resolve('open'));
+          ws.once('close', (code) => resolve(code));
+          ws.once('error', () => resolve('error'));
+          setTimeout(() => resolve('timeout'), 3000);
+        }));
+      }
+      assert.ok(codes.includes(4025), `outcomes: ${codes.join(', ')}`);
+      assert.ok(!codes.includes(4010), 'never "VNC server unreachable"');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.match(stdout + stderr, /"code":"PH_ERR_PROXY_FD_EXHAUSTED"/, 'the log names the reason');
+    } finally {
+      for (const ws of sockets) ws.terminate();
+      server.kill('SIGTERM');
+      await new Promise((r) => server.once('exit', r));
+      target.close();
+    }
+  });
+
   test('legacy [DEFAULT] names warn and name the new option', async () => {
     const conf = join(dir, 'legacy.conf');
     await writeFile(conf, '[DEFAULT]\nnovncproxy_port = 6099\nvncserver_proxyclient_address = 127.0.0.1\n');

@@ -299,6 +299,76 @@ describe('hardening', () => {
     }
   });
 
+  test('browsers that leave while the proxy is still negotiating with the VNC server are noticed at once (regression: counted until the handshake timeout)', async () => {
+    const silent = createServer((sock) => { sock.on('error', () => sock.destroy()); }); // accepts, never greets
+    const silentSockets = new Set<Socket>();
+    silent.on('connection', (sock) => { silentSockets.add(sock); sock.on('close', () => silentSockets.delete(sock)); });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({
+      ini: '[cache]\nbackend = memory\n[vnc]\nauth_schemes = vnc,none\n[console]\nhandshake_timeout = 30\nmax_sessions_per_instance = 0\n',
+      builtin: [{ name: 'mute', host: '127.0.0.1', port: (silent.address() as AddressInfo).port, protocol: 'vnc' }],
+    });
+    try {
+      const token = (await gw.mint('mute')).body.token as string;
+      const clients = await Promise.all(Array.from({ length: 20 }, () => new Promise<WebSocket>((resolve) => {
+        const ws = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl });
+        ws.once('open', () => resolve(ws));
+      })));
+      const deadline = Date.now() + 2000;
+      while (silentSockets.size < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(gw.gateway.sessionCount, 20, 'twenty consoles negotiating');
+      for (const ws of clients) ws.close(1000);
+      const gone = Date.now() + 1500;
+      while ((gw.gateway.sessionCount > 0 || silentSockets.size > 0) && Date.now() < gone) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(gw.gateway.sessionCount, 0, 'sessions still counted 1.5 s after their browsers left');
+      assert.equal(silentSockets.size, 0, 'their VNC connections are closed too');
+    } finally {
+      await gw.close();
+      for (const sock of silentSockets) sock.destroy();
+      silent.close();
+    }
+  });
+
+  test('HTTP answers say what happened: slow headers 408, huge headers 431, OPTIONS/PUT 405 (regression: 400, 400, 404)', async () => {
+    const gw = await gateway('[console]\nhandshake_timeout = 1\n');
+    const raw = (send: (s: Socket) => void) => new Promise<string>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: proxyPort(gw) }, () => send(s));
+      let got = '';
+      s.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+      s.on('error', () => resolve(got));
+      s.on('close', () => resolve(got));
+    });
+    try {
+      const slow = await raw((s) => s.write('GET /websockify HTTP/1.1\r\nHost: x\r\n'));
+      assert.match(slow, /^HTTP\/1\.1 408 /);
+      const huge = await raw((s) => s.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`));
+      assert.match(huge, /^HTTP\/1\.1 431 /);
+      for (const method of ['OPTIONS', 'PUT']) {
+        const res = await fetch(`${gw.proxyUrl}/vnc_lite.html`, { method, ...(method === 'PUT' ? { body: 'x' } : {}) });
+        assert.equal(res.status, 405, method);
+        assert.equal(res.headers.get('allow'), 'GET, HEAD');
+        assert.deepEqual(Object.keys((await res.json()) as object).sort(), ['code', 'message']);
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a message too big is logged as 1009 even when the browser then just hangs up (regression: logged as 1006)', async () => {
+    const gw = await gateway('[console]\nmax_message_size = 1024\n');
+    try {
+      const token = (await gw.mint('a')).body.token as string;
+      await rudeClient(proxyPort(gw), `/websockify?token=${token}`, gw.proxyUrl, { flood: Buffer.alloc(16), waitMs: 500 });
+      const deadline = Date.now() + 2000;
+      let line: string | undefined;
+      while ((line = gw.logLines.find((l) => l.includes('console session closed'))) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal((JSON.parse(line ?? '{}') as { closeCode?: number }).closeCode, 1009, line);
+      assert.ok(gw.logLines.some((l) => l.includes('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')), 'the protocol error is logged with ws\'s code');
+    } finally {
+      await gw.close();
+    }
+  });
+
   describe('max_failed_tokens with a networked store (Redis, 20 ms away)', () => {
     let redis: RunningService;
     let slowLink: Server;
@@ -336,6 +406,33 @@ describe('hardening', () => {
         const limited = outcomes.filter((o) => o.status === 429).length;
         assert.equal(looked, 20, `${looked} guesses reached the store`);
         assert.equal(limited, 480);
+      } finally {
+        await gw.close();
+      }
+    });
+
+    test('a revoke during 50 in-flight connects from one address locks nobody out (regression: 22 × 429, then the next valid connect refused)', async () => {
+      const gw = await startTestGateway({
+        ini: `[cache]\nbackend = redis\nredis_server = 127.0.0.1:${slowPort}\n[console]\nmax_failed_tokens = 20\nmax_sessions_per_instance = 0\n`,
+        builtin: [{ name: 'nat-vm', host: '127.0.0.1', port: vncPort, protocol: 'vnc' }],
+      });
+      try {
+        const token = (await gw.mint('nat-vm')).body.token as string;
+        // Connects keep arriving (every 3 ms) while the revoke goes through: many see the token revoked.
+        const revoke = gw.api('DELETE', '/v1/instances/nat-vm/consoles');
+        const inflight: Array<Promise<RudeOutcome>> = [];
+        for (let i = 0; i < 50; i++) {
+          inflight.push(rudeClient(proxyPort(gw), `/websockify?token=${token}`, gw.proxyUrl, { waitMs: 3000 }));
+          await new Promise((r) => setTimeout(r, 3));
+        }
+        assert.equal((await revoke).status, 200);
+        const outcomes = await Promise.all(inflight);
+        assert.ok(outcomes.filter((o) => o.closeCode === 4004).length > 20, `${outcomes.filter((o) => o.closeCode === 4004).length} saw the revoke`);
+        assert.equal(outcomes.filter((o) => o.status === 429).length, 0, JSON.stringify(outcomes.map((o) => o.status)));
+        const fresh = (await gw.mint('nat-vm')).body.token as string;
+        const next = await openConsole(`${gw.wsUrl}?token=${fresh}`, { origin: gw.proxyUrl, wantBytes: 12 });
+        assert.equal(next.httpStatus, undefined, 'the next valid connect from that address is not refused');
+        assert.equal(next.received.toString('latin1', 0, 12), 'RFB 003.008\n');
       } finally {
         await gw.close();
       }

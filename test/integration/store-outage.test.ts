@@ -54,6 +54,9 @@ describe('store outage and recovery', () => {
         const mint = await gw.mint('echo');
         assert.equal(mint.status, 503);
         assert.equal(mint.body.code, 'PH_ERR_STORE_UNAVAILABLE');
+        // What is wrong in plain words, not the client library's internals (regression: "Stream isn't writeable and enableOfflineQueue options is false").
+        assert.match(mint.body.message as string, /(connection refused|not connected|no answer in time)/, mint.body.message as string);
+        assert.doesNotMatch(mint.body.message as string, /enableOfflineQueue|Stream isn't writeable/);
         const health = await fetch(`${gw.proxyUrl}/healthz`);
         assert.equal(health.status, 503);
         assert.equal(((await health.json()) as { ok: boolean }).ok, false);

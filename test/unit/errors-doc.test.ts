@@ -39,3 +39,23 @@ test('docs/config.md documents every option', async () => {
     }
   }
 });
+
+test('the console page explains every close code the proxy can send (regression: 1008 and 4400 unknown to the page)', async () => {
+  const { ERROR_CATALOGUE } = await import('../../src/errors.js');
+  const page = await readFile('web/porthole-console.js', 'utf8');
+  const explained = new Set([...page.matchAll(/^\s+(\d{4}): '/gm)].map((m) => Number(m[1])));
+  const apiOnly = new Set([4401, 4404, 4409]); // API refusals: never a WebSocket close
+  const sent = new Set([...Object.values(ERROR_CATALOGUE).map((e) => e.wsCloseCode).filter((c) => !apiOnly.has(c)), 1002, 1003, 1007, 1008, 1009]);
+  for (const code of sent) assert.ok(explained.has(code), `web/porthole-console.js does not explain close code ${code}`);
+  const doc = await readFile('docs/errors.md', 'utf8');
+  for (const code of [1002, 1007, 1008, 1009]) assert.ok(doc.includes(`\`${code}\``), `docs/errors.md does not mention ${code}`);
+});
+
+test('fd limit: a warning when max_sessions cannot get its descriptors; none when it can or there is no limit', async () => {
+  const { fdLimitWarning, parseOpenFilesLimit } = await import('../../src/ops/fd-limit.js');
+  assert.equal(parseOpenFilesLimit('Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n'), 1024);
+  assert.equal(parseOpenFilesLimit('Max open files            unlimited            unlimited            files\n'), undefined);
+  assert.match(fdLimitWarning(1000, 1024) ?? '', /open-files limit is 1024, but \[console\] max_sessions = 1000 needs about 2128/);
+  assert.equal(fdLimitWarning(1000, 1_048_576), undefined);
+  assert.equal(fdLimitWarning(0, 64), undefined, 'no session limit: nothing to compare');
+});

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseAllowedOrigin, type AllowedOrigin } from '../../src/config/allowed-origin.js';
+import { parseAllowedOrigins } from '../../src/config/schema.js';
 import { checkOrigin, hostnameOf } from '../../src/proxy/origin.js';
 
-const base = { allowedOrigins: [] as string[], expectedScheme: 'http:' };
+const base = { allowedOrigins: [] as AllowedOrigin[], expectedScheme: 'http:' };
 
 test('no Origin (native client) is allowed, as in Nova', () => {
   assert.deepEqual(checkOrigin({ ...base, origin: undefined, host: 'proxy:6080' }), { ok: true });
@@ -16,10 +18,32 @@ test('Origin host must equal the Host header host', () => {
 });
 
 test('allowed_origins extends the accepted hosts', () => {
-  const o = { ...base, allowedOrigins: ['dashboard.example', '[::1]'] };
+  const o = { ...base, allowedOrigins: ['dashboard.example', '[::1]'].map(parseAllowedOrigin) };
   assert.equal(checkOrigin({ ...o, origin: 'http://dashboard.example', host: 'proxy:6080' }).ok, true);
   assert.equal(checkOrigin({ ...o, origin: 'http://[::1]:8080', host: 'proxy:6080' }).ok, true);
   assert.equal(checkOrigin({ ...o, origin: 'http://other.example', host: 'proxy:6080' }).ok, false);
+});
+
+test('allowed_origins: host, host:port and scheme://host[:port] each mean what they say (regression: entries with a scheme or port never matched)', () => {
+  const o = { ...base, allowedOrigins: ['https://dash.example', 'ops.example:8443', 'Any.Example'].map(parseAllowedOrigin), expectedScheme: 'https:' };
+  const ok = (origin: string) => checkOrigin({ ...o, origin, host: 'proxy:6080' }).ok;
+  assert.equal(ok('https://dash.example'), true, 'scheme://host: that origin, default port');
+  assert.equal(ok('https://dash.example:443'), true);
+  assert.equal(ok('https://dash.example:8443'), false, 'another port is another origin');
+  assert.equal(ok('https://ops.example:8443'), true, 'host:port');
+  assert.equal(ok('https://ops.example'), false);
+  assert.equal(ok('https://any.example:1234'), true, 'bare host: any port');
+  assert.equal(checkOrigin({ ...o, expectedScheme: 'http:', origin: 'http://dash.example', host: 'proxy:6080' }).ok, false, 'scheme://host pins the scheme');
+});
+
+test('allowed_origins: paths, wildcards and ws schemes are refused with what to write; every bad entry is listed', () => {
+  assert.throws(() => parseAllowedOrigin('https://dash.example/console'), /no path, query or user; did you mean https:\/\/dash\.example\?/);
+  assert.throws(() => parseAllowedOrigin('wss://dash.example'), /did you mean https:\/\/dash\.example\?/);
+  assert.throws(() => parseAllowedOrigin('*.example'), /wildcards are not supported/);
+  assert.throws(() => parseAllowedOrigin('dash.example/x'), /did you mean dash\.example\?/);
+  assert.throws(() => parseAllowedOrigins('good.example, https://a/x, *.b, ftp://c'), (err: Error) =>
+    /^3 bad entries: .*https:\/\/a\/x.*\*\.b.*ftp:\/\/c/.test(err.message));
+  assert.deepEqual(parseAllowedOrigins('a.example, https://b.example:8443'), ['a.example', 'https://b.example:8443']);
 });
 
 test('scheme must fit the console page scheme', () => {

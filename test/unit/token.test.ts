@@ -33,3 +33,14 @@ test('malformed tokens are rejected before any store lookup', () => {
     assert.ok(!isWellFormedToken(bad), bad);
   }
 });
+
+test('store failures are described in plain words; the library text is kept only when nothing fits', async () => {
+  const { describeStoreFailure } = await import('../../src/tokens/store.js');
+  const err = (message: string, code?: string) => Object.assign(new Error(message), code === undefined ? {} : { code });
+  assert.match(describeStoreFailure(err("Stream isn't writeable and enableOfflineQueue options is false")), /^not connected/);
+  assert.match(describeStoreFailure(err('connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED')), /^connection refused/);
+  assert.match(describeStoreFailure(err('Connection terminated unexpectedly')), /^not connected/);
+  assert.match(describeStoreFailure(err('WRONGPASS invalid username-password pair')), /^authentication failed/);
+  assert.match(describeStoreFailure(err('getaddrinfo ENOTFOUND redis.invalid', 'ENOTFOUND')), /does not resolve/);
+  assert.equal(describeStoreFailure(err('something else entirely')), 'something else entirely');
+});
