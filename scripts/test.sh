@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on Debian 12 (real QEMU, libvirt, Redis, memcached, PostgreSQL, MariaDB, nginx, HAProxy and Chromium from apt, npm
+# Installs everything the test suite needs on Debian 12 (real QEMU, libvirt, Redis, memcached, PostgreSQL, MariaDB, nginx, HAProxy, Chromium, Tempest and Nova (python3-nova) from apt, npm
 # dependencies) and runs the whole suite: type check, lint, unit, contract, integration, browser.
 # Run as root or with sudo available. This is the README's test command; .ci/run runs exactly it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients redis-server memcached postgresql mariadb-server nginx haproxy chromium fonts-dejavu-core python3 make g++)
+APT_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients redis-server memcached postgresql mariadb-server nginx haproxy chromium fonts-dejavu-core python3 python3-tempest python3-nova make g++)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=()

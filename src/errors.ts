@@ -31,6 +31,8 @@ export const ERROR_CATALOGUE = {
   PH_ERR_TOKEN_INVALID: { httpStatus: 401, wsCloseCode: 4002, summary: 'console token is not valid' },
   PH_ERR_TOKEN_EXPIRED: { httpStatus: 401, wsCloseCode: 4003, summary: 'console token has expired' },
   PH_ERR_TOKEN_REVOKED: { httpStatus: 401, wsCloseCode: 4004, summary: 'console token was revoked' },
+  PH_ERR_TOKEN_SOURCE_READ_ONLY: { httpStatus: 409, wsCloseCode: 4409, summary: 'tokens come from Nova here; this API does not mint or revoke them' },
+  PH_ERR_TOKEN_CONSOLE_TYPE: { httpStatus: 409, wsCloseCode: 4006, summary: 'console token is for another kind of console' },
   PH_ERR_ORIGIN_FORBIDDEN: { httpStatus: 403, wsCloseCode: 4005, summary: 'Origin header not allowed' },
   PH_ERR_UPSTREAM_UNREACHABLE: { httpStatus: 502, wsCloseCode: 4010, summary: 'VNC server unreachable' },
   PH_ERR_UPSTREAM_TIMEOUT: { httpStatus: 504, wsCloseCode: 4011, summary: 'VNC server did not answer in time' },

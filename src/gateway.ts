@@ -22,9 +22,9 @@ import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
 import type { UpstreamTls } from './proxy/upstream-tls.js';
-import { createTokenStore } from './tokens/create-store.js';
+import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
-import { storeFingerprint, type TokenStore, type TokenStoreClock } from './tokens/store.js';
+import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageRoot } from './web/assets.js';
 import { StaticSite } from './web/static-site.js';
 
@@ -139,6 +139,8 @@ export class Gateway {
   readonly config: Config;
   readonly logger: Logger;
   readonly store: TokenStore;
+  /** Where the proxy validates tokens: `store`, or Nova's database in nova mode. */
+  readonly tokens: TokenSource;
   readonly driver: ComputeDriver;
   readonly consoles: ConsoleService;
   readonly apiKeys: ApiKeySource;
@@ -150,13 +152,14 @@ export class Gateway {
   #upstreamTls: UpstreamTls | undefined;
 
   private constructor(parts: {
-    config: Config; logger: Logger; store: TokenStore; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
+    config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
     tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined;
   }) {
     this.config = parts.config;
     this.#upstreamTls = parts.upstreamTls;
     this.logger = parts.logger;
     this.store = parts.store;
+    this.tokens = parts.tokens;
     this.driver = parts.driver;
     this.apiKeys = parts.apiKeys;
     this.#version = packageVersion();
@@ -166,6 +169,7 @@ export class Gateway {
       baseUrl: parts.config.vnc.novncproxy_base_url,
       tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
       vncEnabled: parts.config.vnc.enabled,
+      novaMode: parts.config.porthole.token_source === 'nova',
       onRevoked: (keys) => this.#proxy.closeInstances(keys),
     });
     const health = () => this.health();
@@ -176,7 +180,7 @@ export class Gateway {
     this.#proxy = new ConsoleProxy({
       host: parts.config.vnc.novncproxy_host,
       port: parts.config.vnc.novncproxy_port,
-      store: parts.store,
+      store: parts.tokens,
       logger: parts.logger.child({ component: 'proxy' }),
       site: parts.site,
       allowedOrigins: parts.config.console.allowed_origins,
@@ -186,7 +190,8 @@ export class Gateway {
       pingIntervalMs: parts.config.console.ping_interval * 1000,
       health,
       ...(opts.connect ? { connect: opts.connect } : {}),
-      ...(parts.driver.prepareConnect ? { prepareConnect: parts.driver.prepareConnect.bind(parts.driver) } : {}),
+      // In nova mode the target and the instance check come from Nova's rows, not from this node's driver.
+      ...(parts.driver.prepareConnect && parts.config.porthole.token_source !== 'nova' ? { prepareConnect: parts.driver.prepareConnect.bind(parts.driver) } : {}),
       ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
       upstreamTls: () => this.#upstreamTls,
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
@@ -212,7 +217,9 @@ export class Gateway {
     const tls = await readTls(config);
     const upstreamTls = await readUpstreamTls(config);
     const store = await createTokenStore(config, options.clock);
+    let tokens: TokenSource | undefined;
     try {
+      tokens = await createTokenSource(config, store, options.clock);
       const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
       const site = await StaticSite.load(
         [
@@ -221,8 +228,9 @@ export class Gateway {
         ],
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
       );
-      return new Gateway({ config, logger, store, driver, apiKeys, site, options, tls, upstreamTls });
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, options, tls, upstreamTls });
     } catch (err) {
+      if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();
       throw err;
     }
@@ -260,7 +268,7 @@ export class Gateway {
 
   async health(): Promise<{ ok: boolean } & Record<string, unknown>> {
     const [store, driver] = await Promise.all([
-      this.store.health().catch((err: unknown) => ({ backend: this.store.backend, fingerprint: storeFingerprint(this.store.identity), ok: false, detail: (err as Error).message })),
+      this.tokens.health().catch((err: unknown) => ({ backend: this.tokens.backend, fingerprint: storeFingerprint(this.tokens.identity), ok: false, detail: (err as Error).message })),
       this.driver.health(),
     ]);
     return { ok: store.ok && driver.ok, version: this.#version, store, driver };
@@ -310,6 +318,6 @@ export class Gateway {
     clearInterval(this.#purgeTimer);
     for (const f of this.#watchedFiles) unwatchFile(f);
     await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
-    await Promise.all([this.driver.close(), this.store.close()]);
+    await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()])]);
   }
 }

@@ -19,6 +19,7 @@ export const CLOSE_REASONS = {
   4003: 'This console link has expired. Ask for a new console URL.',
   4004: 'This console link was revoked (the instance\'s consoles were closed). Ask for a new console URL.',
   4005: 'This page\'s origin is not allowed to open consoles on this proxy.',
+  4006: 'This console link is for another kind of console (for example a serial console) than this page opens. Ask for a VNC console URL.',
   4010: 'The console proxy could not reach the VM\'s VNC server. The VM may be shut off, or its hypervisor is unreachable from the proxy.',
   4011: 'The VM\'s VNC server did not answer in time.',
   4012: 'The VM\'s VNC server closed the connection (the VM was stopped, rebooted or migrated).',

@@ -26,6 +26,8 @@ export interface ConsoleServiceOptions {
   readonly tokenTtlMs: number;
   /** `[vnc] enabled`: false refuses VNC consoles (Nova's meaning). */
   readonly vncEnabled: boolean;
+  /** `[porthole] token_source = nova`: Nova mints and revokes; this API refuses to. */
+  readonly novaMode?: boolean;
   /** Revocation fast path: close this node's open consoles of these instance names/UUIDs. */
   readonly onRevoked?: (instanceKeys: readonly string[]) => void;
 }
@@ -47,11 +49,19 @@ export class ConsoleService {
     this.#o = options;
   }
 
+  #refuseInNovaMode(): void {
+    if (this.#o.novaMode === true) {
+      throw new PortholeError('PH_ERR_TOKEN_SOURCE_READ_ONLY',
+        'in nova mode ([porthole] token_source = nova) Nova mints and revokes console tokens: use `openstack console url show` (Nova deletes an instance\'s tokens when it is deleted)');
+    }
+  }
+
   /**
    * @throws PortholeError PH_ERR_CONSOLE_TYPE_UNSUPPORTED, PH_ERR_INSTANCE_NOT_FOUND,
    *   PH_ERR_INSTANCE_NO_CONSOLE, PH_ERR_STORE_UNAVAILABLE
    */
   async mint(request: ConsoleRequest): Promise<MintedConsole> {
+    this.#refuseInNovaMode();
     if (!(SUPPORTED_CONSOLES[request.protocol] ?? []).includes(request.type)) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
         `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc)`);
@@ -89,6 +99,7 @@ export class ConsoleService {
    * @returns how many tokens were revoked, or undefined where the store cannot count (memcached).
    */
   async revoke(instance: string): Promise<number | undefined> {
+    this.#refuseInNovaMode();
     const name = await this.#o.driver.canonicalName(instance);
     const keys = [...new Set([instance, ...(name === undefined ? [] : [name])])];
     let revoked = 0;

@@ -181,6 +181,12 @@ export function crossCheck(config: Config): ConfigProblem[] {
   if (c.backend !== 'redis' && (c.redis_server !== '' || c.redis_sentinels.length > 0)) {
     err(`[cache] redis_server/redis_sentinels is set but [cache] backend = ${c.backend}: tokens would stay private to this node; set backend = redis (or remove it)`);
   }
+  if (config.porthole.token_source === 'nova' && config.database.connection === '') {
+    err('[porthole] token_source = nova needs [database] connection (Nova\'s own, from nova.conf)');
+  }
+  if (config.porthole.token_source !== 'nova' && config.database.connection !== '') {
+    err('[database] connection is set but [porthole] token_source = porthole: Nova\'s tokens would not be read; set token_source = nova (or remove it)');
+  }
   const v = config.vnc;
   if (v.auth_schemes.includes('vencrypt') && v.vencrypt_ca_certs === '') {
     err('[vnc] auth_schemes includes vencrypt, which needs [vnc] vencrypt_ca_certs (the CA that signed the VNC servers\' certificates)');

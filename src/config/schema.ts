@@ -222,6 +222,12 @@ export const SCHEMA = {
   porthole: {
     peers: option(parseList, [] as readonly string[],
       'Console proxy base URLs of every node of this deployment (http://10.0.0.1:6080,…), for `porthole doctor`.'),
+    token_source: option(oneOf(['porthole', 'nova'] as const), 'porthole',
+      'Where console tokens come from: porthole (minted by this API, kept in [cache]) or nova (minted by Nova, validated read-only in Nova\'s [database] connection).'),
+  },
+  database: {
+    connection: option(parseString, '',
+      'Nova\'s database, as in nova.conf (mysql+pymysql://…, postgresql://…, sqlite:////var/lib/nova/nova.sqlite); read for [porthole] token_source = nova (SELECT on console_auth_tokens and instances only).'),
   },
   compute: {
     driver: option(oneOf(COMPUTE_DRIVERS), 'static',

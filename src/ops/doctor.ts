@@ -141,7 +141,8 @@ function canaryCloseCode(peer: string, token: string, timeoutMs: number): Promis
     const url = new URL('websockify', peer.endsWith('/') ? peer : `${peer}/`);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('token', token);
-    const ws = new WebSocket(url, ['binary']);
+    // With an Origin (the peer's own), a refusal carries its close code (clients without one get an empty close, as from Nova).
+    const ws = new WebSocket(url, ['binary'], { origin: new URL(peer).origin });
     const timer = setTimeout(() => { ws.terminate(); resolve('no answer'); }, timeoutMs);
     ws.on('unexpected-response', (_req, res) => { clearTimeout(timer); ws.terminate(); resolve(`HTTP ${res.statusCode ?? '?'}`); });
     ws.on('error', (err) => { clearTimeout(timer); resolve(err.message); });

@@ -15,8 +15,12 @@ export const REFUSAL_LINGER_MS = 1000;
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-/** A close frame: FIN + opcode 8, unmasked (server to client), 2-byte code, reason ≤ 123 bytes. Pure. */
-export function closeFrame(code: number, reason: string): Buffer {
+/**
+ * A close frame: FIN + opcode 8, unmasked (server to client), 2-byte code, reason ≤ 123 bytes;
+ * without a code, an empty close frame (RFC 6455 §5.5.1 allows no body). Pure.
+ */
+export function closeFrame(code: number | undefined, reason: string): Buffer {
+  if (code === undefined) return Buffer.from([0x88, 0x00]);
   const text = Buffer.from(reason, 'utf8').subarray(0, 123);
   const frame = Buffer.allocUnsafe(4 + text.length);
   frame[0] = 0x88;
@@ -34,10 +38,10 @@ export function acceptResponse(key: string, protocol: string | undefined): strin
 }
 
 /**
- * Accept the upgrade only to close it at once with `code`/`reason`. The caller has checked that
+ * Accept the upgrade only to close it at once with `code`/`reason` (no code: an empty close frame). The caller has checked that
  * the request is a well-formed upgrade (ws's own checks run for accepted upgrades only).
  */
-export function refuseUpgrade(req: IncomingMessage, socket: Duplex, protocol: string | undefined, code: number, reason: string): void {
+export function refuseUpgrade(req: IncomingMessage, socket: Duplex, protocol: string | undefined, code: number | undefined, reason: string): void {
   socket.pause();
   const key = req.headers['sec-websocket-key'];
   if (typeof key !== 'string' || !socket.writable) {

@@ -24,6 +24,9 @@ const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
   closed: [],
 };
 
+/** Largest answer header to Nova's internal_access_path CONNECT. */
+const MAX_TUNNEL_HEADER_BYTES = 4096;
+
 /** Browser bytes kept while the console is still connecting or negotiating; more is a protocol error. */
 export const MAX_EARLY_BYTES = 64 * 1024;
 
@@ -154,8 +157,12 @@ export class ConsoleSession {
         `VNC server ${info.host}:${info.port} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);
     tcp.once('connect', () => {
-      if (this.#options.authSchemes === undefined) this.#onServerConnected(info);
-      else this.#negotiate(info, auth.vncPassword);
+      const next = (leftover?: Buffer) => {
+        if (this.#options.authSchemes === undefined) this.#onServerConnected(info, leftover);
+        else this.#negotiate(info, auth.vncPassword, leftover);
+      };
+      if (info.internalAccessPath === undefined) next();
+      else this.#tunnel(info, info.internalAccessPath, next);
     });
     tcp.on('error', (err: NodeJS.ErrnoException) => this.#onServerError(err, info));
     tcp.on('close', () => {
@@ -176,7 +183,34 @@ export class ConsoleSession {
    * RFB security proxy: finish the server's handshake (authenticating with the allowed scheme),
    * then play an RFB server offering only None to the browser, then relay.
    */
-  #negotiate(info: ConnectInfo, password: string | undefined): void {
+  /**
+   * Nova's `internal_access_path`: ask the console endpoint for `CONNECT <path>` and require a
+   * 200 in its status line (as nova-novncproxy does), within the connect timeout. What follows the
+   * answer's header belongs to the console and is passed on.
+   */
+  #tunnel(info: ConnectInfo, path: string, next: (leftover?: Buffer) => void): void {
+    const tcp = this.#tcp as Socket;
+    let head = Buffer.alloc(0);
+    this.#relay?.intercept(tcp, (chunk) => {
+      if (this.#state !== 'connecting') return;
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end === -1) {
+        if (head.length > MAX_TUNNEL_HEADER_BYTES) this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `CONNECT ${path} to ${info.host}:${info.port}: no end of header in ${MAX_TUNNEL_HEADER_BYTES} bytes`));
+        return;
+      }
+      const status = head.toString('latin1', 0, head.indexOf('\r\n'));
+      if (!status.includes('200')) {
+        this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `CONNECT ${path} to ${info.host}:${info.port} was answered ${JSON.stringify(status.slice(0, 80))}, not 200`));
+        return;
+      }
+      const rest = head.subarray(end + 4);
+      next(rest.length > 0 ? rest : undefined);
+    });
+    tcp.write(`CONNECT ${path} HTTP/1.1\r\n\r\n`);
+  }
+
+  #negotiate(info: ConnectInfo, password: string | undefined, leftover?: Buffer): void {
     clearTimeout(this.#connectTimer);
     if (this.#state !== 'connecting') return;
     this.#transition('negotiating');
@@ -225,6 +259,7 @@ export class ConsoleSession {
       if (early.length > 0) this.#relay?.replay(early); // after the handshake: the server's (ignored if the session failed)
     });
     relay.intercept(tcp, onServerBytes);
+    if (leftover !== undefined) onServerBytes(leftover);
   }
 
   /**
@@ -251,7 +286,7 @@ export class ConsoleSession {
     return secure;
   }
 
-  #onServerConnected(info: ConnectInfo): void {
+  #onServerConnected(info: ConnectInfo, leftover?: Buffer): void {
     clearTimeout(this.#connectTimer);
     if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
     this.#transition('relaying');
@@ -261,6 +296,10 @@ export class ConsoleSession {
     else {
       this.#tls.removeAllListeners('data');
       this.#relay?.start(this.#tls, 'data');
+    }
+    if (leftover !== undefined && this.#relay !== undefined) {
+      this.#relay.bytesToClient += leftover.length;
+      this.#ws.send(leftover); // console bytes that came with the CONNECT answer
     }
     this.#relay?.replay(early);
     this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');

@@ -10,7 +10,7 @@ import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo
 export type SqlDialect = 'postgresql' | 'mysql';
 
 /** The little a store needs from a database pool; `?` placeholders (pg's are rewritten). */
-interface SqlPool {
+export interface SqlPool {
   query(sql: string, params: readonly unknown[]): Promise<{ rows: Array<Record<string, unknown>>; affected: number }>;
   close(): Promise<void>;
 }
@@ -44,7 +44,7 @@ export function connectionDisplayName(url: URL): string {
   return `${url.hostname}:${url.port || (url.protocol === 'mysql:' ? '3306' : '5432')}${url.pathname}`;
 }
 
-async function openPool(dialect: SqlDialect, url: URL, timeoutMs: number): Promise<SqlPool> {
+export async function openPool(dialect: SqlDialect, url: URL, timeoutMs: number): Promise<SqlPool> {
   if (dialect === 'postgresql') {
     const { default: pg } = await import('pg');
     const pool = new pg.Pool({ connectionString: url.toString(), max: 10, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, idleTimeoutMillis: 30_000 });

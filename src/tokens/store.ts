@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 /** The token store interface every backend implements, and what it stores. */
 
 export type ConsoleProtocol = 'vnc' | 'serial';
-export type ConsoleType = 'novnc' | 'vnc' | 'serial';
+/** Console types as Nova names them (`spice-html5` only ever arrives from Nova's own tokens so far). */
+export type ConsoleType = 'novnc' | 'vnc' | 'serial' | 'spice-html5';
 
 /** Where a console lives, as recorded at mint time. The proxy only ever connects here. */
 export interface ConnectInfo {
@@ -15,6 +16,8 @@ export interface ConnectInfo {
   readonly port: number;
   /** Public page the token was minted for; its scheme decides which Origin scheme is accepted. */
   readonly accessUrlBase: string;
+  /** Nova's `internal_access_path`: send `CONNECT <path>` to host:port and require a 200 first. */
+  readonly internalAccessPath?: string | undefined;
 }
 
 /** A ConnectInfo read back from JSON (which drops undefined fields), with every field present. */
@@ -46,6 +49,8 @@ export type TokenLookup =
   | { readonly status: 'valid'; readonly connectInfo: ConnectInfo; readonly expiresAt: number }
   | { readonly status: 'expired' }
   | { readonly status: 'revoked' }
+  /** The token's target is no longer the instance's console (Nova: migrating, shelved-offloaded). */
+  | { readonly status: 'stale'; readonly reason: string }
   | { readonly status: 'unknown' };
 
 export interface TokenStoreHealth {
@@ -56,13 +61,27 @@ export interface TokenStoreHealth {
   readonly detail?: string;
 }
 
+export type TokenSourceHealth = TokenStoreHealth;
+
 /**
- * Token store. Tokens are stored only as SHA-256 hashes, with an expiry and an instance → tokens
+ * Where the proxy validates console tokens: Porthole's own stores, or Nova's database (read only).
+ * "Not found" is a value (`status: 'unknown'`); a broken backend throws PH_ERR_STORE_UNAVAILABLE.
+ */
+export interface TokenSource {
+  readonly backend: string;
+  /** What identifies the source (no secrets); equal on nodes that share it. */
+  readonly identity: string;
+  validate(token: string): Promise<TokenLookup>;
+  health(): Promise<TokenSourceHealth>;
+  close(): Promise<void>;
+}
+
+/**
+ * Token store: a token source that also issues and revokes. Tokens are stored only as SHA-256 hashes, with an expiry and an instance → tokens
  * index. "Not found" is a value (`status: 'unknown'`); a broken backend throws
  * PH_ERR_STORE_UNAVAILABLE — the two must never be confused.
  */
-export interface TokenStore {
-  readonly backend: string;
+export interface TokenStore extends TokenSource {
   /**
    * What identifies the store this node uses (backend + normalised servers, or host + file for a
    * private store), without secrets. Nodes that share tokens have equal fingerprints.

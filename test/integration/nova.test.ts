@@ -1,0 +1,110 @@
+/**
+ * Nova mode (`[porthole] token_source = nova`): tokens minted by Debian 12's real Nova code into
+ * Nova's own SQLite database, validated read-only by Porthole and relayed to a real QEMU; Tempest's
+ * own noVNC tests and Chromium on the URL exactly as Nova returns it.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import type { DemoVm } from '../../src/demo/qemu-demo.js';
+import { showConsoleInChromium } from '../helpers/browser.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startTestNova, type TestNova } from '../helpers/nova.js';
+import { startQemuVnc } from '../helpers/qemu.js';
+import { openConsole } from '../helpers/ws-client.js';
+
+const run = promisify(execFile);
+
+describe('nova mode: tokens from Nova\'s own database', () => {
+  let vm: DemoVm;
+  let nova: TestNova;
+  let gw: TestGateway;
+  let tunnel: Server;
+  const tunnelRequests: string[] = [];
+
+  before(async () => {
+    vm = await startQemuVnc();
+    // A console endpoint behind Nova's internal_access_path: answers CONNECT, then is the VM's VNC.
+    tunnel = createServer((client) => {
+      client.once('data', (head: Buffer) => {
+        const line = head.toString('latin1').split('\r\n')[0] ?? '';
+        tunnelRequests.push(line);
+        if (line !== 'CONNECT /console/vm1 HTTP/1.1') {
+          client.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+          return;
+        }
+        const vnc = connect({ host: '127.0.0.1', port: vm.entry.port }, () => client.write('HTTP/1.1 200 OK\r\n\r\n'));
+        vnc.pipe(client).pipe(vnc);
+        vnc.on('error', () => client.destroy());
+        client.on('error', () => vnc.destroy());
+      });
+    });
+    await new Promise<void>((r) => tunnel.listen(0, '127.0.0.1', r));
+    // Nova records its own proxy URL in each token; only its scheme matters to Porthole.
+    nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html');
+    gw = await startTestGateway({ ini: `[porthole]\ntoken_source = nova\n[database]\nconnection = ${nova.connection}\n` });
+  });
+  after(async () => {
+    await gw?.close();
+    await vm?.stop();
+    tunnel?.close();
+    nova?.destroy();
+  });
+
+  /** The URL Nova returned, pointed at this test's gateway instead of Nova's default 127.0.0.1:6080. */
+  const atGateway = (novaUrl: string) => novaUrl.replace('http://127.0.0.1:6080', gw.proxyUrl);
+  const ws = (token: string) => `${gw.wsUrl.replace(/\/websockify$/, '/')}?token=${token}`;
+
+  test('a token Nova minted reaches the VM; Tempest\'s test_novnc and test_novnc_bad_token pass on Nova\'s URL', async () => {
+    const out = await openConsole(ws(nova.tokens.novnc.token), { origin: gw.proxyUrl, wantBytes: 12 });
+    assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+    const harness = join(process.cwd(), 'test', 'fixtures', 'tempest', 'run_novnc.py');
+    const { stdout } = await run('/usr/bin/python3', [harness, '--url', atGateway(nova.tokens.novnc.url)], { timeout: 60_000 });
+    assert.deepEqual(JSON.parse(stdout.trim()), { test_novnc: 'ok', test_novnc_bad_token: 'ok' });
+  });
+
+  test('Nova\'s rules: expired, unknown (tokens destroyed with the instance), instance deleted, migrating, a serial token', async () => {
+    // An instance row soft-deleted while its token row survived (a delete that failed half-way, or
+    // rows not yet cleaned up): Nova's proxy would relay; Porthole checks the instance row.
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(nova.dir, 'nova.sqlite'));
+    db.prepare('UPDATE instances SET deleted = id WHERE uuid = ?').run(nova.tokens.deleted.instance_uuid);
+    db.close();
+    const code = async (token: string) => (await openConsole(ws(token), { origin: gw.proxyUrl })).closeCode;
+    assert.equal(await code(nova.tokens.expired.token), 4003, 'expires <= now');
+    assert.equal(await code(nova.tokens.destroyed_tokens.token), 4002, 'Nova deleted the instance and with it the token rows');
+    assert.equal(await code(nova.tokens.deleted.token), 4004, 'the instance row is deleted');
+    assert.equal(await code(nova.tokens.moving.token), 4015, 'the instance is migrating: its console moved');
+    assert.equal(await code(nova.tokens.serial.token), 4006, 'a serial token on the VNC proxy (Nova relays it raw)');
+    assert.equal(await code('not-a-nova-token-at-all-0000000000'), 4002);
+  });
+
+  test('internal_access_path: CONNECT <path> first, a 200 required (as Nova); anything else is refused', async () => {
+    const out = await openConsole(ws(nova.tokens.tunnel.token), { origin: gw.proxyUrl, wantBytes: 12 });
+    assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+    assert.ok(tunnelRequests.includes('CONNECT /console/vm1 HTTP/1.1'));
+    const refused = await openConsole(ws(nova.tokens.tunnel_refused.token), { origin: gw.proxyUrl });
+    assert.equal(refused.closeCode, 4010);
+    assert.ok(gw.logLines.some((l) => l.includes('CONNECT /forbidden') && l.includes('403 Forbidden')), 'the log says what the endpoint answered');
+  });
+
+  test('the Origin scheme must match the scheme Nova recorded; the API neither mints nor revokes', async () => {
+    const https = await openConsole(ws(nova.tokens.novnc.token), { origin: gw.proxyUrl.replace('http:', 'https:') });
+    assert.equal(https.httpStatus, 403);
+    const mint = await gw.mint('nova-vm1');
+    assert.equal(mint.status, 409);
+    assert.equal(mint.body.code, 'PH_ERR_TOKEN_SOURCE_READ_ONLY');
+    assert.equal((await gw.api('DELETE', '/v1/instances/nova-vm1/consoles')).status, 409);
+    const health = await gw.api('GET', '/healthz');
+    assert.equal((health.body.store as { backend: string }).backend, 'nova');
+  });
+
+  test('Chromium opens the URL exactly as Nova returns it (vnc_auto.html?path=%3Ftoken%3D…) and shows the VM', async () => {
+    const seen = await showConsoleInChromium(atGateway(nova.tokens.novnc.url), 'nova-console.png');
+    assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
+    assert.match(seen.status, /^Connected/);
+  });
+});
