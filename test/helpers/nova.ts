@@ -22,12 +22,17 @@ export interface TestNova {
   destroy(): void;
 }
 
-/** `tunnelPort`: where tokens with an internal_access_path (Nova's CONNECT tunnel) point. */
-export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string): Promise<TestNova> {
+/**
+ * `tunnelPort`: where tokens with an internal_access_path (Nova's CONNECT tunnel) point.
+ * `database`: Nova's [database] connection (SQLAlchemy URL of an existing, empty database);
+ * default an SQLite file of the run.
+ */
+export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string, database?: string): Promise<TestNova> {
   const dir = runTempDir('nova');
+  const connection = database ?? `sqlite:///${dir}/nova.sqlite`;
   const conf = join(dir, 'nova.conf');
   writeFileSync(conf, `[DEFAULT]\nhost = porthole-compute\nstate_path = ${dir}\ntransport_url = fake://\nuse_stderr = true\n` +
-    `[database]\nconnection = sqlite:///${dir}/nova.sqlite\n[api_database]\nconnection = sqlite:///${dir}/nova_api.sqlite\n` +
+    `[database]\nconnection = ${connection}\n[api_database]\nconnection = sqlite:///${dir}/nova_api.sqlite\n` +
     `[vnc]\nenabled = true\nnovncproxy_base_url = ${novncBaseUrl}\n[serial_console]\nenabled = true\nbase_url = ws://127.0.0.1:6083/\n` +
     `[oslo_concurrency]\nlock_path = ${dir}/lock\n`);
   // nova-manage is in nova-common; its code is in python3-nova: run it directly.
@@ -36,7 +41,7 @@ export async function startTestNova(vncPort: number, tunnelPort: number, novncBa
   const { stdout } = await run(PYTHON, [join(process.cwd(), 'test', 'fixtures', 'nova', 'mint.py'), conf, String(vncPort), String(tunnelPort)], { timeout: 60_000 });
   return {
     dir,
-    connection: `sqlite:///${dir}/nova.sqlite`,
+    connection,
     tokens: JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as TestNova['tokens'],
     destroy: () => rmSync(dir, { recursive: true, force: true }),
   };

@@ -14,6 +14,7 @@ import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTestNova, type TestNova } from '../helpers/nova.js';
 import { startQemuVnc } from '../helpers/qemu.js';
+import { startMariadb, startPostgres } from '../helpers/services.js';
 import { openConsole } from '../helpers/ws-client.js';
 
 const run = promisify(execFile);
@@ -107,4 +108,68 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
     assert.match(seen.status, /^Connected/);
   });
+});
+
+describe('nova mode on MariaDB and PostgreSQL: a SELECT-only user; the database goes away and comes back', () => {
+  let vm: DemoVm;
+  before(async () => { vm = await startQemuVnc(); });
+  after(async () => { await vm?.stop(); });
+
+  for (const kind of ['mysql', 'postgresql'] as const) {
+    test(`${kind}: Nova mints into its database; an outage gives 4013 at once, and consoles work again with no restart`, async () => {
+      const db = kind === 'mysql' ? await startMariadb() : await startPostgres();
+      let nova: TestNova | undefined;
+      let gw: TestGateway | undefined;
+      try {
+        const port = new URL(db.url).port;
+        let readOnly: string;
+        if (kind === 'mysql') {
+          const mysql = await import('mysql2/promise');
+          const conn = await mysql.createConnection({ uri: `mysql://root@127.0.0.1:${port}/` });
+          await conn.query('CREATE DATABASE nova');
+          await conn.end();
+          nova = await startTestNova(vm.entry.port, 1, 'http://127.0.0.1:6080/vnc_auto.html', `mysql+pymysql://root@127.0.0.1:${port}/nova?charset=utf8`);
+          readOnly = nova.connection; // the test MariaDB runs with --skip-grant-tables: no grants to narrow
+        } else {
+          const { default: pg } = await import('pg');
+          const admin = new pg.Client({ connectionString: db.url });
+          await admin.connect();
+          await admin.query('CREATE DATABASE nova');
+          await admin.end();
+          nova = await startTestNova(vm.entry.port, 1, 'http://127.0.0.1:6080/vnc_auto.html', `postgresql+psycopg2://porthole@127.0.0.1:${port}/nova`);
+          // The console proxy's own role: SELECT on the two tables it reads, nothing else.
+          const c = new pg.Client({ connectionString: `postgresql://porthole@127.0.0.1:${port}/nova` });
+          await c.connect();
+          await c.query('CREATE ROLE nova_console LOGIN');
+          await c.query('GRANT SELECT ON console_auth_tokens, instances TO nova_console');
+          await c.end();
+          readOnly = `postgresql://nova_console@127.0.0.1:${port}/nova`;
+        }
+        gw = await startTestGateway({ ini: `[porthole]\ntoken_source = nova\n[database]\nconnection = ${readOnly}\n` });
+        const ws = `${gw.wsUrl}?token=${nova.tokens.novnc.token}`;
+        const ok = await openConsole(ws, { origin: gw.proxyUrl, wantBytes: 12 });
+        assert.equal(ok.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+        assert.equal((await openConsole(`${gw.wsUrl}?token=${nova.tokens.serial.token}`, { origin: gw.proxyUrl })).closeCode, 4006);
+
+        await db.stop();
+        const during = await openConsole(ws, { origin: gw.proxyUrl });
+        assert.equal(during.closeCode, 4013, `during the outage: ${during.closeCode ?? during.httpStatus}`);
+        assert.ok(during.elapsedMs <= 2000, `refused after ${during.elapsedMs} ms`);
+        assert.equal((await gw.api('GET', '/healthz')).status, 503);
+
+        await db.start();
+        let back: string | undefined;
+        const deadline = Date.now() + 10_000;
+        while (back !== 'RFB 003.008\n' && Date.now() < deadline) {
+          back = (await openConsole(ws, { origin: gw.proxyUrl, wantBytes: 12 })).received.toString('latin1', 0, 12);
+          if (back !== 'RFB 003.008\n') await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.equal(back, 'RFB 003.008\n', 'works again without a restart');
+      } finally {
+        await gw?.close();
+        nova?.destroy();
+        await db.destroy();
+      }
+    });
+  }
 });
