@@ -2,7 +2,8 @@
  * `porthole` command line. The only module that prints to stdout/stderr for people or calls
  * process.exit. Human lines go to stdout; JSON logs (pino) go to stderr.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { loadApiKeys } from '../api/keys.js';
@@ -37,9 +38,21 @@ function configOption(): Option {
     .argParser(collect).default([]);
 }
 
-function readConfig(files: string[]): LoadedConfig {
-  const chosen = files.length > 0 ? files : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
-  const loaded = loadConfig(chosen);
+function configDirOption(): Option {
+  return new Option('--config-dir <dir>', 'directory of *.conf files read after --config-file, in name order (as oslo.config does)');
+}
+
+interface ConfigArgs { readonly configFile: string[]; readonly configDir?: string }
+
+/** --config-file files, then --config-dir's *.conf in name order (oslo.config); default file if neither. */
+function configFilesOf(opts: ConfigArgs): string[] {
+  const fromDir = opts.configDir === undefined ? [] : readdirSync(opts.configDir).filter((f) => f.endsWith('.conf')).sort().map((f) => join(opts.configDir as string, f));
+  const files = [...opts.configFile, ...fromDir];
+  return files.length > 0 ? files : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
+}
+
+function readConfig(opts: ConfigArgs): LoadedConfig {
+  const loaded = loadConfig(configFilesOf(opts));
   for (const w of loaded.warnings) process.stderr.write(`porthole: ${formatProblem(w)}\n`);
   return loaded;
 }
@@ -50,8 +63,8 @@ function apiBaseUrl(host: string, port: number): string {
   return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
 }
 
-async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<void> {
-  const { config, files } = readConfig(opts.configFile);
+async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
+  const { config, files } = readConfig(opts);
   const logger = createLogger({ debug: config.DEFAULT.debug, destination: pino.destination({ dest: 2, sync: false }) });
   let demo: DemoVm | undefined;
   if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
@@ -103,8 +116,8 @@ async function serve(opts: { configFile: string[]; demo?: boolean }): Promise<vo
   logger.flush();
 }
 
-async function consoleUrl(instance: string, opts: { configFile: string[]; protocol: string; type: string; json?: boolean; api?: string }): Promise<void> {
-  const { config } = readConfig(opts.configFile);
+async function consoleUrl(instance: string, opts: ConfigArgs & { protocol: string; type: string; json?: boolean; api?: string }): Promise<void> {
+  const { config } = readConfig(opts);
   const keys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, false);
   const base = opts.api ?? apiBaseUrl(config.api.host, config.api.port);
   let res: Response;
@@ -136,8 +149,8 @@ function libvirtDriverFor(config: Config): LibvirtDriver {
   });
 }
 
-async function vncdisplayCommand(instance: string, opts: { configFile: string[]; json?: boolean }): Promise<void> {
-  const { config } = readConfig(opts.configFile);
+async function vncdisplayCommand(instance: string, opts: ConfigArgs & { json?: boolean }): Promise<void> {
+  const { config } = readConfig(opts);
   const driver = libvirtDriverFor(config);
   try {
     const r = await vncDisplay(driver, instance);
@@ -155,8 +168,8 @@ async function vncdisplayCommand(instance: string, opts: { configFile: string[];
   }
 }
 
-async function auditCommand(opts: { configFile: string[]; json?: boolean }): Promise<void> {
-  const { config } = readConfig(opts.configFile);
+async function auditCommand(opts: ConfigArgs & { json?: boolean }): Promise<void> {
+  const { config } = readConfig(opts);
   const report = await auditHost({ virsh: createVirshRunner(config.libvirt.connection_uri), serverListen: config.vnc.server_listen });
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -174,8 +187,8 @@ async function auditCommand(opts: { configFile: string[]; json?: boolean }): Pro
   if (report.findings.length > 0) process.exitCode = 1;
 }
 
-async function doctorCommand(opts: { configFile: string[]; peers?: string; json?: boolean }): Promise<void> {
-  const files = opts.configFile.length > 0 ? opts.configFile : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
+async function doctorCommand(opts: ConfigArgs & { peers?: string; json?: boolean }): Promise<void> {
+  const files = configFilesOf(opts);
   let findings: DoctorFinding[];
   try {
     const { config, warnings } = loadConfig(files);
@@ -209,8 +222,8 @@ async function doctorCommand(opts: { configFile: string[]; peers?: string; json?
   if (findings.some((f) => f.severity === 'error')) process.exitCode = 1;
 }
 
-function configCheck(opts: { configFile: string[] }): void {
-  const { files } = readConfig(opts.configFile);
+function configCheck(opts: ConfigArgs): void {
+  const { files } = readConfig(opts);
   process.stdout.write(`configuration OK (${files.length > 0 ? files.join(', ') : 'built-in defaults'})\n`);
 }
 
@@ -221,14 +234,14 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   program.command('serve')
     .description('run the API, the console proxy and the token store in one process')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .option('--demo', 'also start a throwaway QEMU VM (instance "demo") and print its console URL')
     .action(serve);
   const consoleCmd = program.command('console').description('console operations');
   consoleCmd.command('url')
     .description('print a fresh console URL for INSTANCE (like `nova get-vnc-console INSTANCE novnc`)')
     .argument('<instance>', 'instance name or UUID')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .option('--protocol <protocol>', 'console protocol', 'vnc')
     .option('--type <type>', 'console type', 'novnc')
     .option('--api <url>', 'API base URL (default from [api] host/port)')
@@ -237,24 +250,24 @@ export function buildProgram(): Command {
   program.command('vncdisplay')
     .description('where a libvirt domain\'s VNC server listens (like `virsh vncdisplay`) and whether the proxy can reach it')
     .argument('<instance>', 'domain name or UUID')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .option('--json', 'machine-readable output')
     .action(vncdisplayCommand);
   program.command('audit')
     .description('find VNC/SPICE consoles on this hypervisor that listen on 0.0.0.0/::, lack auth, or drifted from their definition')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .option('--json', 'machine-readable output')
     .action(auditCommand);
   program.command('doctor')
     .description('check config, token store and (with --peers) that every node shares one token store')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .option('--peers <urls>', 'console proxy base URLs of all nodes, comma-separated (default [porthole] peers)')
     .option('--json', 'machine-readable output')
     .action(doctorCommand);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')
-    .addOption(configOption())
+    .addOption(configOption()).addOption(configDirOption())
     .action(configCheck);
   return program;
 }

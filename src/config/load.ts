@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { PortholeError } from '../errors.js';
 import { parseIni, type IniEntry } from './ini.js';
 import { DEPRECATED_NAMES, SCHEMA, type Config, type GroupName, type OptionSpec } from './schema.js';
+import { loadNovaCatalogue, type NovaCatalogue } from './nova-catalogue.js';
 import { suggest } from './suggest.js';
 
 export interface ConfigProblem {
@@ -58,20 +59,63 @@ function unknownOptionMessage(entry: IniEntry, spec: Record<string, OptionSpec<u
   return `${head} (known: ${Object.keys(spec).join(', ')})`;
 }
 
+/** Groups that are Nova's own in nova mode: Porthole reads nothing of them (its token store is unused there). */
+const NOVA_OWNED_GROUPS = new Set(['cache']);
+
+/**
+ * oslo.config's substitution in values: `$name` / `${name}` is [DEFAULT] name, `$$` a literal `$`
+ * (nova.conf files say `server_listen = $my_ip`). Unknown names are left as written. Pure.
+ */
+export function interpolate(value: string, defaults: ReadonlyMap<string, string>): string {
+  return value.replace(/\$(\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))/g, (whole: string, dollar: string, braced?: string, bare?: string) => {
+    if (dollar === '$') return '$';
+    const name = braced ?? bare ?? '';
+    return defaults.get(name) ?? whole;
+  });
+}
+
+/** Is nova mode asked for anywhere in these sources (`[porthole] token_source = nova`)? Pure. */
+export function asksForNovaMode(sources: readonly ConfigSource[]): boolean {
+  return sources.some((s) => parseIni(s.text, s.file).entries.some((e) => e.group === 'porthole' && e.key === 'token_source' && e.value.trim() === 'nova'));
+}
+
 /**
  * Validate INI sources (later sources win). Pure: no I/O, never throws.
  * Returns the raw typed values that were set, plus problems.
+ * With `nova` (an operator's nova.conf), an option Nova knows but Porthole does not use is accepted
+ * and ignored, and anything neither knows is a warning with a did-you-mean, not an error.
  */
-export function validateSources(sources: readonly ConfigSource[]): {
+export function validateSources(sources: readonly ConfigSource[], nova?: NovaCatalogue): {
   values: Map<string, unknown>;
   problems: ConfigProblem[];
 } {
   const values = new Map<string, unknown>();
   const problems: ConfigProblem[] = [];
+  // nova.conf values may refer to [DEFAULT] options ($my_ip); later files win, as for values.
+  const defaults = new Map<string, string>();
+  if (nova !== undefined) {
+    for (const source of sources) for (const e of parseIni(source.text, source.file).entries) if (e.group === 'DEFAULT') defaults.set(e.key, e.value);
+  }
+  const novaUnknown = (entry: IniEntry): void => {
+    if (nova?.groups.get(entry.group)?.has(entry.key) === true) return; // Nova's: accepted, not used
+    const known = [...(nova?.groups.get(entry.group) ?? []), ...Object.keys(groupSpec(entry.group) ?? {})];
+    const near = suggest(entry.key, known);
+    problems.push({
+      severity: 'warning', file: entry.file, line: entry.line,
+      message: `[${entry.group}] ${entry.key}: unknown to Nova and to Porthole${near === undefined ? '' : `, did you mean ${near}?`} (ignored)`,
+    });
+  };
   for (const source of sources) {
     const doc = parseIni(source.text, source.file);
     for (const p of doc.problems) problems.push({ severity: 'error', file: p.file, line: p.line, message: p.message });
     for (const section of doc.sections) {
+      if (nova !== undefined && groupSpec(section.name) === undefined && section.name !== '') {
+        if (!nova.groups.has(section.name)) {
+          const near = suggest(section.name, [...nova.groups.keys(), ...Object.keys(SCHEMA)]);
+          problems.push({ severity: 'warning', file: section.file, line: section.line, message: `[${section.name}]: group unknown to Nova and to Porthole${near === undefined ? '' : `, did you mean [${near}]?`} (ignored)` });
+        }
+        continue;
+      }
       if (groupSpec(section.name) === undefined && section.name !== '') {
         const near = suggest(section.name, Object.keys(SCHEMA));
         problems.push({
@@ -83,8 +127,15 @@ export function validateSources(sources: readonly ConfigSource[]): {
     /** Within one file a second value for an option is a mistake (silently last-wins before); across files, later files win. */
     const firstLine = new Map<string, number>();
     for (const entry of doc.entries) {
+      if (nova !== undefined && NOVA_OWNED_GROUPS.has(entry.group)) {
+        novaUnknown(entry);
+        continue;
+      }
       const spec = groupSpec(entry.group);
-      if (spec === undefined) continue; // reported once per section above
+      if (spec === undefined) {
+        if (nova !== undefined && nova.groups.has(entry.group)) novaUnknown(entry);
+        continue; // an unknown group is reported once per section above
+      }
       let group = entry.group;
       let name = entry.key;
       const deprecated = DEPRECATED_NAMES.find((d) => d.group === entry.group && d.name === entry.key);
@@ -99,7 +150,8 @@ export function validateSources(sources: readonly ConfigSource[]): {
       const target = groupSpec(group);
       const opt = target !== undefined && Object.hasOwn(target, name) ? target[name] : undefined;
       if (opt === undefined) {
-        problems.push({ severity: 'error', file: entry.file, line: entry.line, message: unknownOptionMessage(entry, spec) });
+        if (nova !== undefined) novaUnknown(entry);
+        else problems.push({ severity: 'error', file: entry.file, line: entry.line, message: unknownOptionMessage(entry, spec) });
         continue;
       }
       const earlier = firstLine.get(`${group}.${name}`);
@@ -112,7 +164,7 @@ export function validateSources(sources: readonly ConfigSource[]): {
       }
       firstLine.set(`${group}.${name}`, entry.line);
       try {
-        values.set(`${group}.${name}`, opt.parse(entry.value));
+        values.set(`${group}.${name}`, opt.parse(nova === undefined ? entry.value : interpolate(entry.value, defaults)));
       } catch (err) {
         problems.push({
           severity: 'error', file: entry.file, line: entry.line,
@@ -213,7 +265,7 @@ export function loadConfig(files: readonly string[], env?: Partial<ResolveEnviro
       unreadable.push({ severity: 'error', file, message: `cannot read config file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
     }
   }
-  const { values, problems } = validateSources(sources);
+  const { values, problems } = validateSources(sources, asksForNovaMode(sources) ? loadNovaCatalogue() : undefined);
   const env2 = {
     uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
     home: env?.home ?? homedir(),

@@ -160,3 +160,12 @@ test('an option set twice in one file is an error naming both lines (regression:
   assert.equal(two.problems.length, 0);
   assert.equal(two.values.get('vnc.novncproxy_port'), 6081);
 });
+
+test('nova mode: oslo-style $substitution from [DEFAULT]; $$ is a literal dollar', async () => {
+  const { interpolate } = await import('../../src/config/load.js');
+  const d = new Map([['my_ip', '10.0.0.5']]);
+  assert.equal(interpolate('$my_ip', d), '10.0.0.5');
+  assert.equal(interpolate('${my_ip}:6080', d), '10.0.0.5:6080');
+  assert.equal(interpolate('pa$$word', d), 'pa$word');
+  assert.equal(interpolate('$unknown', d), '$unknown');
+});
