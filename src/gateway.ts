@@ -41,6 +41,8 @@ export interface GatewayOptions {
   readonly connect?: ConnectFn;
   /** Override the relay's WebSocket high-water mark (benchmarks and slow-reader tests). */
   readonly wsHighWaterBytes?: number;
+  /** Console proxy only, no API and no API key (`porthole nova-novncproxy`, Nova's proxy binary). */
+  readonly proxyOnly?: boolean;
 }
 
 export interface GatewayAddresses {
@@ -147,6 +149,7 @@ export class Gateway {
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
   readonly #version: string;
+  readonly #proxyOnly: boolean;
   #purgeTimer: NodeJS.Timeout | undefined;
   #watchedFiles: string[] = [];
   #upstreamTls: UpstreamTls | undefined;
@@ -177,6 +180,7 @@ export class Gateway {
       consoles: this.consoles, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
     });
     const opts = parts.options;
+    this.#proxyOnly = opts.proxyOnly === true;
     this.#proxy = new ConsoleProxy({
       host: parts.config.vnc.novncproxy_host,
       port: parts.config.vnc.novncproxy_port,
@@ -213,7 +217,9 @@ export class Gateway {
   /** Build every component (opens the store, reads the inventory and keys); listens on nothing yet. */
   static async create(options: GatewayOptions): Promise<Gateway> {
     const { config, logger } = options;
-    const apiKeys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
+    const apiKeys = options.proxyOnly === true
+      ? { keys: [], file: '', generated: false }
+      : await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const tls = await readTls(config);
     const upstreamTls = await readUpstreamTls(config);
     const store = await createTokenStore(config, options.clock);
@@ -285,8 +291,8 @@ export class Gateway {
     };
     const { vnc, api } = this.config;
     const proxyAddress = await listen('console proxy ([vnc] novncproxy_host/port)', vnc.novncproxy_host, vnc.novncproxy_port, () => this.#proxy.listen());
-    await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
-    const apiAddress = this.#api.server.address();
+    if (!this.#proxyOnly) await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
+    const apiAddress = this.#proxyOnly ? 'none (proxy only)' : this.#api.server.address();
     this.#purgeTimer = setInterval(() => {
       this.store.purgeExpired().then(
         (n) => { if (n > 0) this.logger.debug({ purged: n }, 'expired tokens purged'); },

@@ -51,8 +51,8 @@ function configFilesOf(opts: ConfigArgs): string[] {
   return files.length > 0 ? files : existsSync(DEFAULT_CONFIG_FILE) ? [DEFAULT_CONFIG_FILE] : [];
 }
 
-function readConfig(opts: ConfigArgs): LoadedConfig {
-  const loaded = loadConfig(configFilesOf(opts));
+function readConfig(opts: ConfigArgs, options: Parameters<typeof loadConfig>[2] = {}): LoadedConfig {
+  const loaded = loadConfig(configFilesOf(opts), undefined, options);
   for (const w of loaded.warnings) process.stderr.write(`porthole: ${formatProblem(w)}\n`);
   return loaded;
 }
@@ -64,14 +64,49 @@ function apiBaseUrl(host: string, port: number): string {
 }
 
 async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
-  const { config, files } = readConfig(opts);
+  await runGateway(readConfig(opts), { demo: opts.demo === true, proxyOnly: false });
+}
+
+interface NovaProxyArgs extends ConfigArgs {
+  readonly web?: string;
+  readonly record?: string;
+  readonly daemon?: boolean;
+  readonly ssl_only?: boolean;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly source_is_ipv6?: boolean;
+  readonly debug?: boolean;
+}
+
+/**
+ * Nova's nova-novncproxy, replaced: the same command line (`--config-file /etc/nova/nova.conf`,
+ * `--web`, `--ssl_only`, `--cert`, `--key`…), tokens from Nova's database, the console proxy only.
+ * An operator swaps the binary in the unit's ExecStart and nothing else.
+ */
+async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
+  if (opts.record !== undefined) throw new CliExit(2, '--record: session recording is not supported yet; remove the option (consoles work without it)');
+  if (opts.daemon === true) throw new CliExit(2, '--daemon: porthole does not fork into the background; run it in the foreground under systemd (as Debian\'s nova-novncproxy unit does)');
+  if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC 1.7 from its package)\n`);
+  const overrides = [
+    ...(opts.ssl_only === true ? ['ssl_only = true'] : []),
+    ...(opts.cert === undefined ? [] : [`cert = ${opts.cert}`]),
+    ...(opts.key === undefined ? [] : [`key = ${opts.key}`]),
+    ...(opts.debug === true ? ['debug = true'] : []),
+  ];
+  const extra = overrides.length === 0 ? undefined : { file: '<command line>', text: `[DEFAULT]\n${overrides.join('\n')}\n` };
+  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: true });
+}
+
+async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean }): Promise<void> {
+  const { config, files } = loaded;
+  const opts = mode;
   const logger = createLogger({ debug: config.DEFAULT.debug, destination: pino.destination({ dest: 2, sync: false }) });
   let demo: DemoVm | undefined;
   if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
   let created: Gateway | undefined;
   let addresses;
   try {
-    created = await Gateway.create({ config, logger, generateApiKey: true, builtinInstances: demo ? [demo.entry] : [] });
+    created = await Gateway.create({ config, logger, generateApiKey: !mode.proxyOnly, proxyOnly: mode.proxyOnly, builtinInstances: demo ? [demo.entry] : [] });
     addresses = await created.start();
   } catch (err) {
     await created?.close();
@@ -81,10 +116,12 @@ async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
   const gateway = created;
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(`Porthole ${packageVersion()} is running (config: ${files.length > 0 ? files.join(', ') : 'built-in defaults'})`);
-  out(`  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
+  out(config.porthole.token_source === 'nova'
+    ? `  tokens:        Nova's database (${gateway.tokens.identity.replace(/^nova:/, '')}), read only`
+    : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
   out(`  console proxy: ${addresses.proxy}`);
   out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
-  out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
+  if (!mode.proxyOnly) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
   if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
   const fdWarning = fdLimitWarning(config.console.max_sessions, currentOpenFilesLimit());
@@ -264,6 +301,18 @@ export function buildProgram(): Command {
     .option('--peers <urls>', 'console proxy base URLs of all nodes, comma-separated (default [porthole] peers)')
     .option('--json', 'machine-readable output')
     .action(doctorCommand);
+  program.command('nova-novncproxy')
+    .description('drop-in for Nova\'s nova-novncproxy: the operator\'s nova.conf, tokens from Nova\'s database, console proxy only')
+    .addOption(configOption()).addOption(configDirOption())
+    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
+    .option('--record <file>', 'refused: session recording is not supported yet')
+    .option('--daemon', 'refused: run in the foreground under systemd')
+    .option('--ssl_only', 'as [DEFAULT] ssl_only')
+    .option('--cert <file>', 'as [DEFAULT] cert')
+    .option('--key <file>', 'as [DEFAULT] key')
+    .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [vnc] novncproxy_host says)')
+    .option('--debug', 'as [DEFAULT] debug')
+    .action(novaNovncproxy);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')

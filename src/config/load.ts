@@ -255,7 +255,8 @@ export function crossCheck(config: Config): ConfigProblem[] {
  * @throws PortholeError PH_ERR_CONFIG_INVALID listing every problem (details.problems), or
  *   PH_ERR_CONFIG_FILE_UNREADABLE when a named file cannot be read.
  */
-export function loadConfig(files: readonly string[], env?: Partial<ResolveEnvironment>): LoadedConfig {
+export function loadConfig(files: readonly string[], env?: Partial<ResolveEnvironment>,
+  options: { readonly nova?: boolean; /** Command-line overrides in INI form, read last. */ readonly extra?: ConfigSource } = {}): LoadedConfig {
   const sources: ConfigSource[] = [];
   const unreadable: ConfigProblem[] = [];
   for (const file of files) {
@@ -265,7 +266,11 @@ export function loadConfig(files: readonly string[], env?: Partial<ResolveEnviro
       unreadable.push({ severity: 'error', file, message: `cannot read config file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
     }
   }
-  const { values, problems } = validateSources(sources, asksForNovaMode(sources) ? loadNovaCatalogue() : undefined);
+  if (options.extra !== undefined) sources.push(options.extra);
+  const nova = options.nova === true || asksForNovaMode(sources);
+  const { values, problems } = validateSources(sources, nova ? loadNovaCatalogue() : undefined);
+  // `porthole nova-novncproxy` is nova mode by its name; nova.conf has no [porthole] group.
+  if (options.nova === true) values.set('porthole.token_source', 'nova');
   const env2 = {
     uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
     home: env?.home ?? homedir(),

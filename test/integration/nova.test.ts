@@ -92,6 +92,39 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.ok(gw.logLines.some((l) => l.includes('CONNECT /forbidden') && l.includes('403 Forbidden')), 'the log says what the endpoint answered');
   });
 
+  test('porthole nova-novncproxy: Nova\'s command line and nova.conf, console proxy only; --record and --daemon refused', async () => {
+    const { spawn } = await import('node:child_process');
+    const { writeFile } = await import('node:fs/promises');
+    const { freePort } = await import('../helpers/net.js');
+    const { BIN, runCli } = await import('../helpers/cli.js');
+    const port = await freePort();
+    const conf = join(nova.dir, 'nova-proxy.conf');
+    await writeFile(conf, `[DEFAULT]\nmy_ip = 127.0.0.1\nstate_path = ${nova.dir}\ntransport_url = fake://\n[database]\nconnection = ${nova.connection}\n` +
+      `[api]\nauth_strategy = keystone\n[vnc]\nenabled = true\nnovncproxy_host = $my_ip\nnovncproxy_port = ${port}\nnovncproxy_base_url = http://127.0.0.1:${port}/vnc_auto.html\n`);
+    for (const [flag, message] of [['--record=/tmp/x', /--record: session recording is not supported/], ['--daemon', /--daemon: porthole does not fork/]] as const) {
+      const refused = await runCli(['nova-novncproxy', '--config-file', conf, flag]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, message);
+    }
+    const proxy = spawn(process.execPath, [BIN, 'nova-novncproxy', `--config-file=${conf}`, '--web', '/usr/share/novnc'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proxy.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    proxy.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!stdout.includes('console URLs') && Date.now() < deadline && proxy.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      assert.match(stdout, /tokens: +Nova's database .*nova\.sqlite\), read only/, stdout + stderr);
+      assert.doesNotMatch(stdout, /API:/, 'no Porthole API in nova-novncproxy mode');
+      assert.match(stderr, /--web \/usr\/share\/novnc is ignored/);
+      const out = await openConsole(`ws://127.0.0.1:${port}/?token=${nova.tokens.novnc.token}`, { origin: `http://127.0.0.1:${port}`, wantBytes: 12 });
+      assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+    } finally {
+      proxy.kill('SIGTERM');
+      await new Promise((r) => proxy.once('exit', r));
+    }
+  });
+
   test('the Origin scheme must match the scheme Nova recorded; the API neither mints nor revokes', async () => {
     const https = await openConsole(ws(nova.tokens.novnc.token), { origin: gw.proxyUrl.replace('http:', 'https:') });
     assert.equal(https.httpStatus, 403);
