@@ -53,15 +53,30 @@ host = 127.0.0.1
 port = ${apiPort}
 ${options.ini ?? ''}
 `);
-  const { config } = loadConfig([configFile]);
+  const removeDir = () => (options.keepDir || options.dir ? Promise.resolve() : rm(dir, { recursive: true, force: true }));
+  let loaded;
+  try {
+    loaded = loadConfig([configFile]);
+  } catch (err) {
+    await removeDir(); // a config the test expects to be refused leaves nothing behind
+    throw err;
+  }
+  const { config } = loaded;
   const logLines: string[] = [];
   const logger: Logger = pino({ level: options.debug ? 'debug' : 'info' }, { write: (line: string) => { logLines.push(line); } });
-  const gateway = await Gateway.create({
-    config, logger, generateApiKey: true, builtinInstances: options.builtin ?? [],
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...options.extra,
-  });
-  await gateway.start();
+  let gateway: Gateway | undefined;
+  try {
+    gateway = await Gateway.create({
+      config, logger, generateApiKey: true, builtinInstances: options.builtin ?? [],
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.extra,
+    });
+    await gateway.start();
+  } catch (err) {
+    await gateway?.close();
+    await removeDir();
+    throw err;
+  }
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const apiKey = gateway.apiKeys.keys[0] as string;
   const api: TestGateway['api'] = async (method, path, body, key = apiKey) => {

@@ -69,6 +69,8 @@ describe('VeNCrypt to QEMU (X509None, X509Vnc, mutual TLS)', () => {
   after(async () => {
     for (const g of gateways) await g.close();
     for (const vm of vms) await vm.stop();
+    const { rmSync } = await import('node:fs');
+    for (const p of [pki, otherCa]) if (p) rmSync(p.dir, { recursive: true, force: true });
   });
 
   test('QEMU offers only VeNCrypt (19): without the proxy a browser cannot connect', async () => {

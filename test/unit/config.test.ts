@@ -109,6 +109,8 @@ test('loadConfig lists every problem of every file at once; later files win', as
     assert.match(err.message, /b\.conf:4: \[cache\] bakend: unknown option, did you mean backend\?/);
     return true;
   });
+  const { rm } = await import('node:fs/promises');
+  await rm(dir, { recursive: true, force: true });
 });
 
 test('suggest: close typos only', () => {
