@@ -11,8 +11,11 @@ import subprocess
 import sys
 import tempfile
 
-NAMESPACES = ['nova.conf', 'oslo.log', 'oslo.messaging', 'oslo.policy', 'oslo.privsep', 'oslo.service.periodic_task',
-              'oslo.service.service', 'oslo.middleware', 'oslo.concurrency', 'keystonemiddleware.auth_token', 'osprofiler']
+# Zed's etc/nova/nova-config-generator.conf. osprofiler needs python3-osprofiler installed (Debian's
+# shipped nova.conf has [profiler]); a missing namespace is skipped by the generator with a warning.
+NAMESPACES = ['nova.conf', 'oslo.limit', 'oslo.log', 'oslo.messaging', 'oslo.policy', 'oslo.privsep', 'oslo.service.periodic_task',
+              'oslo.service.service', 'oslo.db', 'oslo.db.concurrency', 'oslo.cache', 'oslo.middleware', 'oslo.concurrency',
+              'oslo.reports', 'oslo.versionedobjects', 'keystonemiddleware.auth_token', 'osprofiler', 'os_vif']
 
 version = subprocess.run(['dpkg-query', '-W', '-f', '${Version}', 'python3-nova'], capture_output=True, text=True).stdout
 with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,8 @@ import { StaticDriver } from './compute/static-driver.js';
 import { createVirshRunner } from './compute/virsh.js';
 import type { Config } from './config/schema.js';
 import { PortholeError } from './errors.js';
+import { consolePortCheck } from './nova/console-port-check.js';
+import { OsloRpcClient, parseTransportUrl } from './nova/oslo-rpc.js';
 import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConnectFn } from './proxy/session.js';
@@ -153,12 +155,14 @@ export class Gateway {
   #purgeTimer: NodeJS.Timeout | undefined;
   #watchedFiles: string[] = [];
   #upstreamTls: UpstreamTls | undefined;
+  readonly #novaRpc: OsloRpcClient | undefined;
 
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
-    tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined;
+    tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined;
   }) {
     this.config = parts.config;
+    this.#novaRpc = parts.novaRpc;
     this.#upstreamTls = parts.upstreamTls;
     this.logger = parts.logger;
     this.store = parts.store;
@@ -194,8 +198,10 @@ export class Gateway {
       pingIntervalMs: parts.config.console.ping_interval * 1000,
       health,
       ...(opts.connect ? { connect: opts.connect } : {}),
-      // In nova mode the target and the instance check come from Nova's rows, not from this node's driver.
+      // In nova mode the target and the instance check come from Nova's rows, not from this node's
+      // driver; the port is confirmed by the instance's nova-compute, as nova-novncproxy does.
       ...(parts.driver.prepareConnect && parts.config.porthole.token_source !== 'nova' ? { prepareConnect: parts.driver.prepareConnect.bind(parts.driver) } : {}),
+      ...(parts.novaRpc ? { prepareConnect: consolePortCheck({ rpc: parts.novaRpc, timeoutMs: parts.config.DEFAULT.rpc_response_timeout * 1000 }) } : {}),
       ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
       upstreamTls: () => this.#upstreamTls,
       ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
@@ -234,7 +240,8 @@ export class Gateway {
         ],
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
       );
-      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, options, tls, upstreamTls });
+      const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, options, tls, upstreamTls, novaRpc });
     } catch (err) {
       if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();
@@ -324,6 +331,26 @@ export class Gateway {
     clearInterval(this.#purgeTimer);
     for (const f of this.#watchedFiles) unwatchFile(f);
     await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
-    await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()])]);
+    await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }
+}
+
+/** Nova's RPC client from nova.conf's own options. Connects on first use: RabbitMQ may start later. */
+async function createNovaRpc(config: Config): Promise<OsloRpcClient> {
+  const r = config.oslo_messaging_rabbit;
+  const read = async (file: string, what: string) => {
+    if (file === '') return undefined;
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', `[oslo_messaging_rabbit] ${what} = ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const [ca, cert, key] = await Promise.all([read(r.ssl_ca_file, 'ssl_ca_file'), read(r.ssl_cert_file, 'ssl_cert_file'), read(r.ssl_key_file, 'ssl_key_file')]);
+  return new OsloRpcClient({
+    brokers: parseTransportUrl(config.DEFAULT.transport_url, r.ssl),
+    exchange: config.DEFAULT.control_exchange,
+    connectTimeoutMs: config.console.connect_timeout * 1000,
+    ...(r.ssl ? { tlsOptions: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } } : {}),
+  });
 }

@@ -19,7 +19,7 @@ import { createTokenStore } from '../tokens/create-store.js';
 import { vncDisplay } from '../ops/vncdisplay.js';
 import { currentOpenFilesLimit, fdLimitWarning } from '../ops/fd-limit.js';
 import { Gateway, packageVersion } from '../gateway.js';
-import { createLogger } from '../log.js';
+import { createLogger, logFilePath, openLogDestination } from '../log.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/porthole/porthole.conf';
 
@@ -64,7 +64,7 @@ function apiBaseUrl(host: string, port: number): string {
 }
 
 async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
-  await runGateway(readConfig(opts), { demo: opts.demo === true, proxyOnly: false });
+  await runGateway(readConfig(opts), { demo: opts.demo === true, proxyOnly: false, binary: 'porthole-serve' });
 }
 
 interface NovaProxyArgs extends ConfigArgs {
@@ -94,13 +94,15 @@ async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
     ...(opts.debug === true ? ['debug = true'] : []),
   ];
   const extra = overrides.length === 0 ? undefined : { file: '<command line>', text: `[DEFAULT]\n${overrides.join('\n')}\n` };
-  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: true });
+  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: true, binary: 'nova-novncproxy' });
 }
 
-async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean }): Promise<void> {
+async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean; binary: string }): Promise<void> {
   const { config, files } = loaded;
   const opts = mode;
-  const logger = createLogger({ debug: config.DEFAULT.debug, destination: pino.destination({ dest: 2, sync: false }) });
+  const logPath = logFilePath(config.DEFAULT.log_file, config.DEFAULT.log_dir, mode.binary);
+  const logDestination = openLogDestination(logPath);
+  const logger = createLogger({ debug: config.DEFAULT.debug, destination: logDestination });
   let demo: DemoVm | undefined;
   if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
   let created: Gateway | undefined;
@@ -121,6 +123,7 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
     : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
   out(`  console proxy: ${addresses.proxy}`);
   out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
   if (!mode.proxyOnly) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
   if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
@@ -147,7 +150,10 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
         .finally(() => resolve());
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => { void gateway.reloadTls(); });
+    process.on('SIGHUP', () => {
+      logDestination.reopen?.(); // logrotate moved the file: write to a new one at the configured path
+      void gateway.reloadTls();
+    });
     process.on('SIGINT', () => stop('SIGINT'));
   });
   logger.flush();

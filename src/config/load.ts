@@ -3,6 +3,7 @@
  * reported at once (file, line, did-you-mean), so an operator fixes a config in one pass; a typo such
  * as `memcached_servers` for `memcache_servers` is a startup error, never a silently ignored key.
  */
+import { parseTransportUrl } from '../nova/oslo-rpc.js';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -235,6 +236,18 @@ export function crossCheck(config: Config): ConfigProblem[] {
   }
   if (config.porthole.token_source === 'nova' && config.database.connection === '') {
     err('[porthole] token_source = nova needs [database] connection (Nova\'s own, from nova.conf)');
+  }
+  if (config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port) {
+    if (config.DEFAULT.transport_url === '') {
+      err('[porthole] token_source = nova checks every console\'s port with nova-compute over RPC, which needs [DEFAULT] transport_url (Nova\'s RabbitMQ, from nova.conf); ' +
+        'or set [porthole] nova_validate_console_port = false to rely on the instance row alone');
+    } else {
+      try {
+        parseTransportUrl(config.DEFAULT.transport_url, config.oslo_messaging_rabbit.ssl);
+      } catch (e) {
+        err((e as Error).message);
+      }
+    }
   }
   if (config.porthole.token_source !== 'nova' && config.database.connection !== '') {
     err('[database] connection is set but [porthole] token_source = porthole: Nova\'s tokens would not be read; set token_source = nova (or remove it)');

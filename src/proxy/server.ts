@@ -331,11 +331,6 @@ export class ConsoleProxy {
     res.end(JSON.stringify({ code: 'PH_ERR_INTERNAL', message: 'internal error' }));
   }
 
-  async #authenticate(token: string | undefined): Promise<SessionAuth> {
-    const lookup = await this.#lookup(token);
-    return lookup.ok ? this.#verify(lookup.connectInfo, lookup.expiresAt) : lookup;
-  }
-
   /** The token store's answer only (no target check): for the upgrade and the cookie exchange. */
   async #lookup(token: string | undefined): Promise<{ ok: true; connectInfo: ConnectInfo; expiresAt: number } | { ok: false; error: PortholeError }> {
     if (token === undefined) return { ok: false, error: new PortholeError('PH_ERR_TOKEN_MISSING') };
@@ -372,7 +367,7 @@ export class ConsoleProxy {
     return auth;
   }
 
-  async #verify(connectInfo: ConnectInfo, expiresAt: number): Promise<SessionAuth> {
+  async #verify(connectInfo: ConnectInfo, expiresAt: number | undefined): Promise<SessionAuth> {
     try {
       const password = this.#options.authSchemes?.includes('vnc') === true || this.#options.authSchemes?.includes('vencrypt') === true;
       const secrets = await this.#options.prepareConnect?.(connectInfo, { password });
@@ -426,7 +421,7 @@ export class ConsoleProxy {
     }
     let auth: SessionAuth | undefined;
     try {
-      auth = await this.#authenticate(token);
+      auth = await this.#lookup(token);
     } finally {
       this.#failures.release(remote, auth !== undefined && isGuess(auth));
     }
@@ -444,6 +439,10 @@ export class ConsoleProxy {
       abortHandshake(socket, 403, 'PH_ERR_ORIGIN_FORBIDDEN', verdict.reason);
       return;
     }
+    // Only a request that passed every cheap check costs the target re-check (virsh, or an RPC to
+    // nova-compute); the limits are looked at again because that check waits.
+    if (auth.ok) auth = await this.#verify(auth.connectInfo, auth.expiresAt);
+    if (auth.ok) auth = this.#checkSessionLimits(auth);
     if (!auth.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
       const { error } = auth;

@@ -54,10 +54,13 @@ interface NovaRow {
   deleted: number | null;
   vm_state: string | null;
   task_state: string | null;
+  instance_id: number | null;
+  instance_host: string | null;
+  instance_node: string | null;
 }
 
 const SELECT_SQL = `SELECT t.console_type, t.host, t.port, t.internal_access_path, t.instance_uuid, t.expires, t.access_url_base,
-  i.display_name, i.deleted, i.vm_state, i.task_state
+  i.display_name, i.deleted, i.vm_state, i.task_state, i.id AS instance_id, i.host AS instance_host, i.node AS instance_node
   FROM console_auth_tokens t LEFT JOIN instances i ON i.uuid = t.instance_uuid AND i.deleted = 0
   WHERE t.token_hash = ?`;
 
@@ -83,6 +86,7 @@ export function lookupFromNovaRow(row: NovaRow | undefined, nowSeconds: number):
       port: Number(row.port),
       accessUrlBase: row.access_url_base ?? 'http://nova.invalid/',
       ...(row.internal_access_path ? { internalAccessPath: row.internal_access_path } : {}),
+      ...(row.instance_id === null || row.instance_id === undefined ? {} : { nova: { id: Number(row.instance_id), host: row.instance_host, node: row.instance_node } }),
     },
   };
 }

@@ -18,6 +18,16 @@ export interface ConnectInfo {
   readonly accessUrlBase: string;
   /** Nova's `internal_access_path`: send `CONNECT <path>` to host:port and require a 200 first. */
   readonly internalAccessPath?: string | undefined;
+  /** Nova mode: the instance row, for nova-compute's `validate_console_port`. */
+  readonly nova?: NovaInstanceRef | undefined;
+}
+
+/** The fields of Nova's instance row that nova-compute needs to find the instance's console. */
+export interface NovaInstanceRef {
+  readonly id: number;
+  /** The nova-compute service host (RPC server name) the instance runs on. */
+  readonly host: string | null;
+  readonly node: string | null;
 }
 
 /** A ConnectInfo read back from JSON (which drops undefined fields), with every field present. */

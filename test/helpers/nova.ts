@@ -12,7 +12,7 @@ const run = promisify(execFile);
 /** Debian's python3, where python3-nova lives (a pyenv python3 on PATH has no Nova). */
 const PYTHON = '/usr/bin/python3';
 
-export interface NovaToken { readonly token: string; readonly url: string; readonly instance_uuid: string }
+export interface NovaToken { readonly token: string; readonly url: string; readonly instance_uuid: string; readonly port: number }
 
 export interface TestNova {
   readonly dir: string;

@@ -93,3 +93,56 @@ export async function startSentinel(primary: RunningService): Promise<RunningSer
   });
   return { ...svc, destroy: async () => { await svc.stop(); rmSync(dir, { recursive: true, force: true }); } };
 }
+
+export interface RabbitMq extends RunningService {
+  /** Nova's `[DEFAULT] transport_url` for it. */
+  readonly transportUrl: string;
+}
+
+/**
+ * A throwaway RabbitMQ node (Debian's rabbitmq-server) on loopback, with its own epmd on a free
+ * port, so nothing of it outlives the test process (both are spawnOwned; the broker is started
+ * with -start_epmd false). guest/guest works because the client is on loopback.
+ */
+export async function startRabbitmq(): Promise<RabbitMq> {
+  const dir = runTempDir('rabbitmq');
+  const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()];
+  const env = {
+    ...process.env, HOME: dir, ERL_EPMD_ADDRESS: '127.0.0.1', ERL_EPMD_PORT: String(epmdPort),
+    RABBITMQ_NODENAME: `porthole-t-${process.pid}@localhost`, RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1', RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort), RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'), RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'), RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'), RABBITMQ_PID_FILE: join(dir, 'pid'),
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-start_epmd false',
+    RUNNING_UNDER_SYSTEMD: '1', // the script then execs the VM: the pid we kill is the broker's
+  };
+  const epmd = spawnOwned('epmd', ['-address', '127.0.0.1', '-port', String(epmdPort)], { stdio: 'ignore', env });
+  await waitForPort(epmdPort, epmd, 'epmd');
+  let broker: ChildProcess | undefined;
+  const start = async () => {
+    const c = spawnOwned('/usr/lib/rabbitmq/bin/rabbitmq-server', [], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    c.stdout?.resume();
+    c.stderr?.resume();
+    broker = c;
+    await waitForPort(port, c, 'rabbitmq-server', 60_000);
+  };
+  const stop = async () => {
+    const c = broker;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    port, address: `127.0.0.1:${port}`, transportUrl: `rabbit://guest:guest@127.0.0.1:${port}/`, start,
+    stop: async () => {
+      await stop();
+    },
+    // stop() is an outage; destroy() ends the node and its epmd and removes the data.
+    destroy: async () => {
+      await stop();
+      epmd.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  } as RabbitMq & { destroy(): Promise<void> };
+}

@@ -1,7 +1,7 @@
 /** The `porthole` command as operators run it (the built bin/porthole.js, as child processes). */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rm, stat, writeFile, appendFile } from 'node:fs/promises';
+import { appendFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
@@ -161,6 +161,21 @@ describe('porthole CLI', () => {
       await new Promise((r) => server.once('exit', r));
       target.close();
     }
+  });
+
+  test('nova mode: Debian\'s shipped /etc/nova/nova.conf (nova-common) loads with no warning; without a transport_url the port check says what it needs', async () => {
+    const shipped = '/etc/nova/nova.conf'; // installed by scripts/test.sh (nova-common), as on a Debian controller
+    const dropIn = join(dir, 'shipped.conf.d');
+    await mkdir(dropIn, { recursive: true });
+    // What the operator adds (debconf asks for the RabbitMQ URL; the shipped file leaves it commented out).
+    await writeFile(join(dropIn, '50-porthole.conf'), '[DEFAULT]\ntransport_url = rabbit://openstack:RABBIT_PASS@192.0.2.10:5672/\n[porthole]\ntoken_source = nova\n');
+    const res = await run(['config', 'check', '--config-file', shipped, '--config-dir', dropIn]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stderr, '', 'not one warning for a file Debian ships');
+    await writeFile(join(dropIn, '50-porthole.conf'), '[porthole]\ntoken_source = nova\n');
+    const noRpc = await run(['config', 'check', '--config-file', shipped, '--config-dir', dropIn]);
+    assert.equal(noRpc.code, 2);
+    assert.match(noRpc.stderr, /needs \[DEFAULT\] transport_url .*nova_validate_console_port = false/);
   });
 
   test('nova mode: a real 3-controller nova.conf loads as it is, with exactly the warnings it deserves (the seed\'s memcached_servers typo named)', async () => {

@@ -1,7 +1,9 @@
 /**
  * Nova mode (`[porthole] token_source = nova`): tokens minted by Debian 12's real Nova code into
  * Nova's own SQLite database, validated read-only by Porthole and relayed to a real QEMU; Tempest's
- * own noVNC tests and Chromium on the URL exactly as Nova returns it.
+ * own noVNC tests and Chromium on the URL exactly as Nova returns it. Every console's port is
+ * confirmed over Nova's RPC (validate_console_port) on a real RabbitMQ, answered by Nova's own
+ * oslo.messaging server stack with a stand-in compute method (test/fixtures/nova/compute_standin.py).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,7 +16,8 @@ import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTestNova, type TestNova } from '../helpers/nova.js';
 import { startQemuVnc } from '../helpers/qemu.js';
-import { startMariadb, startPostgres } from '../helpers/services.js';
+import { startMariadb, startPostgres, startRabbitmq, type RabbitMq } from '../helpers/services.js';
+import { spawnOwned } from '../helpers/run.js';
 import { openConsole } from '../helpers/ws-client.js';
 
 const run = promisify(execFile);
@@ -25,8 +28,23 @@ describe('nova mode: tokens from Nova\'s own database', () => {
   let gw: TestGateway;
   let tunnel: Server;
   const tunnelRequests: string[] = [];
+  let rabbit: RabbitMq & { destroy(): Promise<void> };
+  let compute: import('node:child_process').ChildProcess;
+  const computeCalls: Array<Record<string, unknown>> = [];
+  let portsFile: string;
+  /** What the stand-in nova-compute answers: each instance's console ports now, or "raise". */
+  const setComputePorts = async (ports: Record<string, number[] | 'raise'>) => {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(portsFile, JSON.stringify(ports));
+  };
+  const allPorts = () => {
+    const ports: Record<string, number[]> = {};
+    for (const t of Object.values(nova.tokens)) (ports[t.instance_uuid] ??= []).push(t.port);
+    return ports;
+  };
 
   before(async () => {
+    const rabbitStarted = startRabbitmq() as Promise<RabbitMq & { destroy(): Promise<void> }>;
     vm = await startQemuVnc();
     // A console endpoint behind Nova's internal_access_path: answers CONNECT, then is the VM's VNC.
     tunnel = createServer((client) => {
@@ -46,10 +64,32 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     await new Promise<void>((r) => tunnel.listen(0, '127.0.0.1', r));
     // Nova records its own proxy URL in each token; only its scheme matters to Porthole.
     nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html');
-    gw = await startTestGateway({ ini: `[porthole]\ntoken_source = nova\n[database]\nconnection = ${nova.connection}\n` });
+    rabbit = await rabbitStarted;
+    portsFile = join(nova.dir, 'compute-ports.json');
+    await setComputePorts(allPorts());
+    compute = spawnOwned('/usr/bin/python3', [join(process.cwd(), 'test', 'fixtures', 'nova', 'compute_standin.py'), rabbit.transportUrl, 'porthole-compute', portsFile],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let computeErr = '';
+    compute.stderr?.on('data', (d: Buffer) => { computeErr += d.toString(); });
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      compute.stdout?.on('data', (d: Buffer) => {
+        buf += d.toString();
+        for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line === 'ready') resolve();
+          else if (line.startsWith('{')) computeCalls.push(JSON.parse(line) as Record<string, unknown>);
+        }
+      });
+      compute.once('exit', (code) => reject(new Error(`compute stand-in exited with ${code}: ${computeErr}`)));
+    });
+    gw = await startTestGateway({ ini: `[DEFAULT]\ntransport_url = ${rabbit.transportUrl}\nrpc_response_timeout = 3\n[porthole]\ntoken_source = nova\n[database]\nconnection = ${nova.connection}\n` });
   });
   after(async () => {
     await gw?.close();
+    compute?.kill('SIGKILL');
+    await rabbit?.destroy();
     await vm?.stop();
     tunnel?.close();
     nova?.destroy();
@@ -92,14 +132,17 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.ok(gw.logLines.some((l) => l.includes('CONNECT /forbidden') && l.includes('403 Forbidden')), 'the log says what the endpoint answered');
   });
 
-  test('porthole nova-novncproxy: Nova\'s command line and nova.conf, console proxy only; --record and --daemon refused', async () => {
+  test('porthole nova-novncproxy: Nova\'s command line and nova.conf, console proxy only; --record and --daemon refused; log_dir as oslo.log', async () => {
     const { spawn } = await import('node:child_process');
     const { writeFile } = await import('node:fs/promises');
     const { freePort } = await import('../helpers/net.js');
     const { BIN, runCli } = await import('../helpers/cli.js');
     const port = await freePort();
     const conf = join(nova.dir, 'nova-proxy.conf');
-    await writeFile(conf, `[DEFAULT]\nmy_ip = 127.0.0.1\nstate_path = ${nova.dir}\ntransport_url = fake://\n[database]\nconnection = ${nova.connection}\n` +
+    const logDir = join(nova.dir, 'log');
+    const { mkdir, readFile, rename } = await import('node:fs/promises');
+    await mkdir(logDir);
+    await writeFile(conf, `[DEFAULT]\nmy_ip = 127.0.0.1\nstate_path = ${nova.dir}\nlog_dir = ${logDir}\ntransport_url = ${rabbit.transportUrl}\n[database]\nconnection = ${nova.connection}\n` +
       `[api]\nauth_strategy = keystone\n[vnc]\nenabled = true\nnovncproxy_host = $my_ip\nnovncproxy_port = ${port}\nnovncproxy_base_url = http://127.0.0.1:${port}/vnc_auto.html\n`);
     for (const [flag, message] of [['--record=/tmp/x', /--record: session recording is not supported/], ['--daemon', /--daemon: porthole does not fork/]] as const) {
       const refused = await runCli(['nova-novncproxy', '--config-file', conf, flag]);
@@ -119,6 +162,27 @@ describe('nova mode: tokens from Nova\'s own database', () => {
       assert.match(stderr, /--web \/usr\/share\/novnc is ignored/);
       const out = await openConsole(`ws://127.0.0.1:${port}/?token=${nova.tokens.novnc.token}`, { origin: `http://127.0.0.1:${port}`, wantBytes: 12 });
       assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+      // [DEFAULT] log_dir alone: <log_dir>/nova-novncproxy.log, as oslo.log; reopened on SIGHUP (logrotate).
+      const logFile = join(logDir, 'nova-novncproxy.log');
+      assert.match(stdout, new RegExp(`log: +${logFile}`));
+      const bad = await openConsole(`ws://127.0.0.1:${port}/?token=00000000-0000-4000-8000-000000000000`, { origin: `http://127.0.0.1:${port}` });
+      assert.equal(bad.closeCode, 4002);
+      const waitFor = async (file: string, re: RegExp) => {
+        const until = Date.now() + 5000;
+        let text = '';
+        while (Date.now() < until && !re.test(text)) {
+          text = await readFile(file, 'utf8').catch(() => '');
+          if (!re.test(text)) await new Promise((r) => setTimeout(r, 50));
+        }
+        return text;
+      };
+      assert.match(await waitFor(logFile, /PH_ERR_TOKEN_INVALID/), /PH_ERR_TOKEN_INVALID/);
+      assert.doesNotMatch(stderr, /PH_ERR_TOKEN_INVALID/, 'the log went to the file, not standard error');
+      await rename(logFile, `${logFile}.1`);
+      proxy.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 200));
+      await openConsole(`ws://127.0.0.1:${port}/?token=00000000-0000-4000-8000-000000000001`, { origin: `http://127.0.0.1:${port}` });
+      assert.match(await waitFor(logFile, /PH_ERR_TOKEN_INVALID/), /PH_ERR_TOKEN_INVALID/, 'a new file after SIGHUP');
     } finally {
       proxy.kill('SIGTERM');
       await new Promise((r) => proxy.once('exit', r));
@@ -140,6 +204,50 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     const seen = await showConsoleInChromium(atGateway(nova.tokens.novnc.url), 'nova-console.png');
     assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
     assert.match(seen.status, /^Connected/);
+  });
+
+  test('validate_console_port over RabbitMQ, as nova-novncproxy: nova-compute\'s answer decides; it is asked only after every cheap check', async () => {
+    const token = nova.tokens.novnc;
+    const open = (t: string, origin = gw.proxyUrl) => openConsole(ws(t), { origin, wantBytes: 12 });
+    computeCalls.length = 0;
+    assert.equal((await open(token.token)).received.toString('latin1', 0, 12), 'RFB 003.008\n');
+    assert.deepEqual(computeCalls, [{ uuid: token.instance_uuid, id: computeCalls[0]?.['id'], is_instance: true, port: String(token.port), console_type: 'novnc', is_admin: true }],
+      'Nova\'s serializer got an Instance, the port as a string, an admin context');
+    assert.equal(typeof computeCalls[0]?.['id'], 'number');
+
+    // No RPC for what is refused anyway: bad Origin, unknown token, a serial token.
+    computeCalls.length = 0;
+    assert.equal((await open(token.token, 'http://evil.example')).httpStatus, 403);
+    assert.equal((await open('00000000-0000-4000-8000-000000000000')).closeCode, 4002);
+    assert.equal((await open(nova.tokens.serial.token)).closeCode, 4006);
+    assert.equal(computeCalls.length, 0, 'nova-compute was not asked');
+
+    // The instance's console moved to another port (CVE-2013-0335 class): refused, and why.
+    await setComputePorts({ ...allPorts(), [token.instance_uuid]: [token.port + 1] });
+    const moved = await open(token.token);
+    assert.equal(moved.closeCode, 4015, `port moved: ${moved.closeCode ?? moved.httpStatus}`);
+    assert.ok(gw.logLines.some((l) => l.includes('PH_ERR_TARGET_STALE') && l.includes('nova-compute on porthole-compute says port')), 'the log names nova-compute\'s answer');
+
+    // nova-compute raises (InstanceNotFound): it could not confirm the port.
+    await setComputePorts({ ...allPorts(), [token.instance_uuid]: 'raise' });
+    assert.equal((await open(token.token)).closeCode, 4028);
+    assert.ok(gw.logLines.some((l) => l.includes('PH_ERR_NOVA_RPC_FAILED') && l.includes('InstanceNotFound')));
+    await setComputePorts(allPorts());
+    assert.equal((await open(token.token)).received.toString('latin1', 0, 12), 'RFB 003.008\n', 'back to normal');
+
+    // nova-compute down: no answer within rpc_response_timeout (3 s here) → 4027, not a hang.
+    compute.kill('SIGKILL');
+    await new Promise((r) => compute.once('exit', r));
+    const down = await open(token.token);
+    assert.equal(down.closeCode, 4027, `compute down: ${down.closeCode ?? down.httpStatus}`);
+    assert.ok(down.elapsedMs < 6000, `refused after ${down.elapsedMs} ms`);
+
+    // RabbitMQ gone: 4027 at once, naming RabbitMQ.
+    await rabbit.stop();
+    const noBroker = await open(token.token);
+    assert.equal(noBroker.closeCode, 4027);
+    assert.ok(noBroker.elapsedMs < 3000, `refused after ${noBroker.elapsedMs} ms`);
+    assert.ok(gw.logLines.some((l) => l.includes('PH_ERR_NOVA_RPC_UNAVAILABLE') && l.includes('RabbitMQ')));
   });
 });
 
@@ -178,7 +286,8 @@ describe('nova mode on MariaDB and PostgreSQL: a SELECT-only user; the database 
           await c.end();
           readOnly = `postgresql://nova_console@127.0.0.1:${port}/nova`;
         }
-        gw = await startTestGateway({ ini: `[porthole]\ntoken_source = nova\n[database]\nconnection = ${readOnly}\n` });
+        // This test is about the database; the RPC port check has its own test above.
+        gw = await startTestGateway({ ini: `[porthole]\ntoken_source = nova\nnova_validate_console_port = false\n[database]\nconnection = ${readOnly}\n` });
         const ws = `${gw.wsUrl}?token=${nova.tokens.novnc.token}`;
         const ok = await openConsole(ws, { origin: gw.proxyUrl, wantBytes: 12 });
         assert.equal(ok.received.toString('latin1', 0, 12), 'RFB 003.008\n');
