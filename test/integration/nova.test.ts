@@ -200,10 +200,17 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.equal((health.body.store as { backend: string }).backend, 'nova');
   });
 
-  test('Chromium opens the URL exactly as Nova returns it (vnc_auto.html?path=%3Ftoken%3D…) and shows the VM', async () => {
-    const seen = await showConsoleInChromium(atGateway(nova.tokens.novnc.url), 'nova-console.png');
-    assert.ok(seen.lit >= 500, `canvas has ${seen.lit} lit pixels`);
-    assert.match(seen.status, /^Connected/);
+  test('Chromium opens the URL exactly as Nova returns it (vnc_auto.html?path=%3Ftoken%3D…), vnc_lite.html?path=… and legacy vnc_auto.html?token=…, and shows the VM', async () => {
+    const novaUrl = atGateway(nova.tokens.novnc.url);
+    assert.match(novaUrl, /\/vnc_auto\.html\?path=%3Ftoken%3D[0-9a-f-]{36}$/, 'the form Nova Zed returns');
+    const token = nova.tokens.novnc.token;
+    // Nova's URL, the same form with the vnc_lite.html base Nova's docs now recommend, and the legacy ?token=.
+    for (const [url, shot] of [[novaUrl, 'nova-console.png'], [`${gw.proxyUrl}/vnc_lite.html?path=%3Ftoken%3D${token}`, 'nova-console-lite.png'],
+      [`${gw.proxyUrl}/vnc_auto.html?token=${token}`, 'nova-console-legacy.png']] as const) {
+      const seen = await showConsoleInChromium(url, shot);
+      assert.ok(seen.lit >= 500, `${url}: canvas has ${seen.lit} lit pixels`);
+      assert.match(seen.status, /^Connected/, url);
+    }
   });
 
   test('validate_console_port over RabbitMQ, as nova-novncproxy: nova-compute\'s answer decides; it is asked only after every cheap check', async () => {
