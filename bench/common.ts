@@ -1,7 +1,7 @@
 /** Pieces shared by the benchmarks: a WebSocket connection with a uniform interface, process helpers. */
 import type { ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import WebSocket, { type ClientOptions } from 'ws';
 
 /**
@@ -148,4 +148,28 @@ export function streamBytes(s: Duplex, bytes: number, chunk: Buffer): void {
 export function sinkBytes(s: Duplex, bytes: number, already = 0): void {
   let got = already;
   s.on('data', (d: Buffer) => { got += d.length; if (got >= bytes) s.end(Buffer.from([1])); });
+}
+
+/**
+ * Memory of a process and all its descendants (websockify forks one process per connection), as
+ * PSS: pages shared between forked children are split between them instead of counted per child.
+ */
+export async function treePssBytes(pid: number): Promise<number> {
+  const children = new Map<number, number[]>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid)?.push(Number(entry));
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop() as number;
+    const rollup = await readFile(`/proc/${p}/smaps_rollup`, 'utf8').catch(() => '');
+    total += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
+    stack.push(...(children.get(p) ?? []));
+  }
+  return total;
 }

@@ -17,14 +17,14 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { freePort, waitForPort } from '../test/helpers/net.js';
 import { startTestNova } from '../test/helpers/nova.js';
 import { spawnOwned } from '../test/helpers/run.js';
 import { startRabbitmq } from '../test/helpers/services.js';
-import { setupsPerSecond, stopChild, wsConn, type Conn } from './common.js';
+import { setupsPerSecond, stopChild, treePssBytes, wsConn, type Conn } from './common.js';
 
 const SETUP_SECONDS = Number(process.env.BENCH_SETUP_SECONDS ?? 4);
 const SETUP_CONCURRENCY = 8;
@@ -32,29 +32,9 @@ const SETUP_CONCURRENCY = 8;
 const IDLE_SESSIONS: Readonly<Record<string, number>> = { 'nova-novncproxy': Number(process.env.BENCH_NOVA_IDLE ?? 50), porthole: Number(process.env.BENCH_PORTHOLE_IDLE ?? 1000) };
 const PYTHON = '/usr/bin/python3';
 
-/** PSS of a process and all its descendants. */
-async function treePss(pid: number): Promise<number> {
-  const children = new Map<number, number[]>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-  }
-  let total = 0;
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop() as number;
-    const rollup = await readFile(`/proc/${p}/smaps_rollup`, 'utf8').catch(() => '');
-    total += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total;
-}
-
 async function idleMemoryPerSession(pid: number, open: () => Promise<Conn>, sessions: number): Promise<number> {
   await new Promise((r) => setTimeout(r, 500));
-  const before = await treePss(pid);
+  const before = await treePssBytes(pid);
   const conns: Conn[] = [];
   try {
     for (let i = 0; i < sessions; i++) {
@@ -63,7 +43,7 @@ async function idleMemoryPerSession(pid: number, open: () => Promise<Conn>, sess
       conns.push(c);
     }
     await new Promise((r) => setTimeout(r, 1000));
-    return (await treePss(pid) - before) / sessions;
+    return (await treePssBytes(pid) - before) / sessions;
   } finally {
     for (const c of conns) c.destroy();
   }

@@ -9,12 +9,12 @@
  * the same on both sides of a ratio. Porthole and websockify each run as a separate process.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, cpuSeconds, sinkBytes, streamBytes, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, treePssBytes, sinkBytes, streamBytes, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
@@ -159,30 +159,6 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   return fn();
 }
 
-/**
- * Memory of a process and all its descendants (websockify forks one process per connection), as
- * PSS: pages shared between forked children are split between them instead of counted per child.
- */
-async function treeRssBytes(pid: number): Promise<number> {
-  const children = new Map<number, number[]>();
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (!children.has(ppid)) children.set(ppid, []);
-    children.get(ppid)?.push(Number(entry));
-  }
-  let total = 0;
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop() as number;
-    const rollup = await readFile(`/proc/${p}/smaps_rollup`, 'utf8').catch(() => '');
-    total += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total;
-}
-
 async function roundTrips(path: Path): Promise<number> {
   const c = await path.open('echo');
   const msg = Buffer.alloc(16, 7);
@@ -208,7 +184,7 @@ async function roundTrips(path: Path): Promise<number> {
 async function idleMemory(path: Path): Promise<number | undefined> {
   if (path.pid === undefined) return undefined;
   await new Promise((r) => setTimeout(r, 500));
-  const before = await treeRssBytes(path.pid);
+  const before = await treePssBytes(path.pid);
   const conns: Conn[] = [];
   for (let i = 0; i < IDLE_SESSIONS; i++) {
     const c = await path.open('holder');
@@ -220,7 +196,7 @@ async function idleMemory(path: Path): Promise<number | undefined> {
     conns.push(c);
   }
   await new Promise((r) => setTimeout(r, 1000));
-  const after = await treeRssBytes(path.pid);
+  const after = await treePssBytes(path.pid);
   for (const c of conns) c.destroy();
   await new Promise((r) => setTimeout(r, 1000));
   return (after - before) / IDLE_SESSIONS;
@@ -228,11 +204,11 @@ async function idleMemory(path: Path): Promise<number | undefined> {
 
 async function stalledReader(path: Path): Promise<number | undefined> {
   if (path.pid === undefined) return undefined;
-  const before = await treeRssBytes(path.pid);
+  const before = await treePssBytes(path.pid);
   const c = await path.open('flooder');
   c.pauseReading();
   await new Promise((r) => setTimeout(r, 3000));
-  const after = await treeRssBytes(path.pid);
+  const after = await treePssBytes(path.pid);
   c.destroy();
   await new Promise((r) => setTimeout(r, 500));
   return after - before;
