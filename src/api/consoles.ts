@@ -1,7 +1,8 @@
 /** Minting a console: resolve the instance, authorize a token, build the URL. */
 import type { ComputeDriver } from '../compute/driver.js';
 import { PortholeError } from '../errors.js';
-import type { ConsoleProtocol, ConsoleType, TokenStore } from '../tokens/store.js';
+import type { TokenStore } from '../tokens/store.js';
+import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 export interface ConsoleRequest {
   readonly instance: string;

@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Logger } from 'pino';
 import type { ComputeDriver } from '../compute/driver.js';
 import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
-import type { ConsoleProtocol, ConsoleType } from '../tokens/store.js';
+import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
 import type { ConsoleService } from './consoles.js';
 import { digestKey, keyMatches, presentedKey } from './keys.js';
 

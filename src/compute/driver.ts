@@ -1,5 +1,5 @@
 /** How Porthole finds an instance's console endpoint. */
-import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
+import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 
 /** Where the proxy must connect for one console. The host is the hypervisor's management address. */
 export interface ConsoleTarget {

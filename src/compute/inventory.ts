@@ -2,7 +2,7 @@
 import { parseIni } from '../config/ini.js';
 import { parseHost, parsePort } from '../config/schema.js';
 import { suggest } from '../config/suggest.js';
-import type { ConsoleProtocol } from '../tokens/store.js';
+import type { ConsoleProtocol } from '../console/types.js';
 
 export interface InventoryEntry {
   readonly name: string;

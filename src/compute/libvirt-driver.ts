@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
-import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
+import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
 import { vncTargetOf } from './libvirt-console.js';

@@ -6,7 +6,7 @@
 import { stat, readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
-import type { ConnectInfo, ConsoleProtocol } from '../tokens/store.js';
+import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
 import { parseInventory, type InventoryEntry } from './inventory.js';
 

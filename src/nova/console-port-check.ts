@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { PortholeError } from '../errors.js';
-import type { ConnectInfo } from '../tokens/store.js';
+import type { ConnectInfo } from '../console/types.js';
 import type { RpcCall } from './oslo-rpc.js';
 
 /** What the check needs of an RPC client (OsloRpcClient, or anything that speaks to nova-compute). */

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
-import type { ConnectInfo } from '../tokens/store.js';
+import type { ConnectInfo } from '../console/types.js';
 import { Relay } from './relay.js';
 import { describeTlsError, startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
 

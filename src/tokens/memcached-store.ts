@@ -16,7 +16,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Client as MemjsClient } from 'memjs';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { describeStoreFailure, normaliseConnectInfo, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { describeStoreFailure, normaliseConnectInfo, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import type { ConnectInfo } from '../console/types.js';
 
 export interface MemcachedTokenStoreOptions {
   readonly servers: readonly string[];

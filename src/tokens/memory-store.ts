@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 /** In-process token store: fast, lost on restart, private to one node. */
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { revocationKeys, storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { revocationKeys, storeFingerprint, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import type { ConnectInfo } from '../console/types.js';
 
 interface TokenRow {
   readonly connectInfo: ConnectInfo;

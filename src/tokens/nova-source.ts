@@ -13,7 +13,8 @@
 import { createHash } from 'node:crypto';
 import { PortholeError } from '../errors.js';
 import { connectionDisplayName, openPool, parseConnection, type SqlPool } from './sql-store.js';
-import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type TokenLookup, type TokenSource, type TokenSourceHealth, type TokenStoreClock } from './store.js';
+import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type TokenLookup, type TokenSource, type TokenSourceHealth, type TokenStoreClock } from './store.js';
+import type { ConnectInfo } from '../console/types.js';
 
 /** Nova instance states in which the console is not where the token says (Zed task/vm states). */
 const MOVED_TASK_STATES = new Set(['migrating', 'resize_migrating', 'resize_migrated', 'resize_finish', 'shelving_offloading', 'rebuilding', 'evacuating']);

@@ -8,7 +8,8 @@
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { connectInfoFromJson, describeStoreFailure, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { connectInfoFromJson, describeStoreFailure, revocationKeys, sharedStoreHealth, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import type { ConnectInfo } from '../console/types.js';
 
 export interface RedisTokenStoreOptions {
   /** `host:port` or a `redis://[:password@]host:port[/db]` URL; ignored when `sentinels` are given. */

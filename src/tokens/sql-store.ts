@@ -5,7 +5,8 @@
  */
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import type { ConnectInfo, ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 export type SqlDialect = 'postgresql' | 'mysql';
 

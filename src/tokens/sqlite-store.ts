@@ -9,7 +9,8 @@ import { hostname } from 'node:os';
 import type DatabaseConstructor from 'better-sqlite3';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { storeFingerprint, SYSTEM_CLOCK, type ConnectInfo, type ConsoleProtocol, type ConsoleType, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { storeFingerprint, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import type { ConnectInfo, ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 type Database = DatabaseConstructor.Database;
 

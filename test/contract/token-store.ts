@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import type { ConnectInfo, TokenStore, TokenStoreClock } from '../../src/tokens/store.js';
+import type { TokenStore, TokenStoreClock } from '../../src/tokens/store.js';
+import type { ConnectInfo } from '../../src/console/types.js';
 import { TOKEN_TOMBSTONE_MS } from '../../src/tokens/token.js';
 
 export class ManualClock implements TokenStoreClock {

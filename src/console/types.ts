@@ -1,0 +1,32 @@
+/**
+ * The shared vocabulary of consoles: what tokens record, drivers find and the proxy connects to.
+ * Types only; tokens/, compute/ and proxy/ import it (and not each other) for these names.
+ */
+
+export type ConsoleProtocol = 'vnc' | 'serial';
+/** Console types as Nova names them (`spice-html5` only ever arrives from Nova's own tokens so far). */
+export type ConsoleType = 'novnc' | 'vnc' | 'serial' | 'spice-html5';
+
+/** Where a console lives, as recorded at mint time. The proxy only ever connects here. */
+export interface ConnectInfo {
+  readonly instance: string;
+  readonly instanceUuid?: string | undefined;
+  readonly protocol: ConsoleProtocol;
+  readonly consoleType: ConsoleType;
+  readonly host: string;
+  readonly port: number;
+  /** Public page the token was minted for; its scheme decides which Origin scheme is accepted. */
+  readonly accessUrlBase: string;
+  /** Nova's `internal_access_path`: send `CONNECT <path>` to host:port and require a 200 first. */
+  readonly internalAccessPath?: string | undefined;
+  /** Nova mode: the instance row, for nova-compute's `validate_console_port`. */
+  readonly nova?: NovaInstanceRef | undefined;
+}
+
+/** The fields of Nova's instance row that nova-compute needs to find the instance's console. */
+export interface NovaInstanceRef {
+  readonly id: number;
+  /** The nova-compute service host (RPC server name) the instance runs on. */
+  readonly host: string | null;
+  readonly node: string | null;
+}
