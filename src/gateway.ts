@@ -22,7 +22,8 @@ import { consolePortCheck } from './nova/console-port-check.js';
 import { OsloRpcClient, parseTransportUrl } from './nova/oslo-rpc.js';
 import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
-import type { ConnectFn } from './proxy/session.js';
+import type { ConnectFn, ConsoleSession } from './proxy/session.js';
+import { SessionRegistry } from './sessions/registry.js';
 import type { UpstreamTls } from './proxy/upstream-tls.js';
 import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
@@ -147,6 +148,8 @@ export class Gateway {
   readonly tokens: TokenSource;
   readonly driver: ComputeDriver;
   readonly consoles: ConsoleService;
+  /** Open consoles of this node: the proxy adds them, the API lists and closes them. */
+  readonly sessions: SessionRegistry<ConsoleSession>;
   readonly apiKeys: ApiKeySource;
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
@@ -180,8 +183,9 @@ export class Gateway {
       onRevoked: (keys) => this.#proxy.closeInstances(keys),
     });
     const health = () => this.health();
+    this.sessions = new SessionRegistry<ConsoleSession>();
     this.#api = createApiServer({
-      consoles: this.consoles, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
+      consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
     });
     const opts = parts.options;
     this.#proxyOnly = opts.proxyOnly === true;
@@ -189,6 +193,7 @@ export class Gateway {
       host: parts.config.vnc.novncproxy_host,
       port: parts.config.vnc.novncproxy_port,
       store: parts.tokens,
+      sessions: this.sessions,
       logger: parts.logger.child({ component: 'proxy' }),
       site: parts.site,
       allowedOrigins: parts.config.console.allowed_origins,
@@ -323,7 +328,7 @@ export class Gateway {
   }
 
   get sessionCount(): number {
-    return this.#proxy.sessionCount;
+    return this.sessions.size;
   }
 
   /** Stop accepting, give open consoles `graceMs`, then close everything. */

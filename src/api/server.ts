@@ -7,11 +7,19 @@ import type { Logger } from 'pino';
 import type { ComputeDriver } from '../compute/driver.js';
 import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
 import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
+import type { SessionInfo } from '../sessions/registry.js';
 import type { ConsoleService } from './consoles.js';
 import { digestKey, keyMatches, presentedKey } from './keys.js';
 
+/** What the API needs of the session registry. */
+export interface SessionDirectory {
+  list(): SessionInfo[];
+  close(id: string, reason: PortholeError): boolean;
+}
+
 export interface ApiServerOptions {
   readonly consoles: ConsoleService;
+  readonly sessions: SessionDirectory;
   readonly driver: ComputeDriver;
   readonly apiKeys: readonly string[];
   readonly logger: Logger;
@@ -47,6 +55,11 @@ const novaRemoteConsoleBody = {
 const instanceParam = {
   type: 'object',
   properties: { instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH } },
+} as const;
+
+const sessionParam = {
+  type: 'object',
+  properties: { id: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9a-z-]+$' } },
 } as const;
 
 const novaServerParam = {
@@ -125,6 +138,18 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   );
 
   app.get('/v1/instances', async () => ({ instances: await options.driver.list() }));
+
+  // Open consoles of this node (each node lists its own; a load balancer's nodes are asked one by one).
+  app.get('/v1/sessions', async () => ({ sessions: options.sessions.list() }));
+  app.delete<{ Params: { id: string } }>(
+    '/v1/sessions/:id', { schema: { params: sessionParam } },
+    async (req, reply) => {
+      if (!options.sessions.close(req.params.id, new PortholeError('PH_ERR_SESSION_CLOSED_BY_ADMIN'))) {
+        throw new PortholeError('PH_ERR_SESSION_NOT_FOUND', `no console session ${req.params.id} on this node`);
+      }
+      return reply.code(204).send();
+    },
+  );
 
   // Nova compute API compatibility (microversion 2.6+ remote-consoles, and the older action).
   app.post<{ Params: { id: string }; Body: { remote_console: { protocol: ConsoleProtocol; type: ConsoleType } } }>(

@@ -25,6 +25,7 @@ import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBo
 import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from './request.js';
 import { refuseUpgrade } from './refusal.js';
 import type { UpstreamTls } from './upstream-tls.js';
+import { SessionRegistry } from '../sessions/registry.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 
 /** Largest WebSocket message accepted from a browser; RFB client messages are tiny, cut-text aside. */
@@ -57,6 +58,8 @@ export interface ConsoleProxyOptions {
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
   readonly limits?: ProxyLimits;
+  /** The gateway's session registry (the API lists and closes sessions through it); default a private one. */
+  readonly sessions?: SessionRegistry<ConsoleSession>;
   /** `[vnc] enabled = false`: VNC tokens (minted elsewhere, or before the change) are refused too. */
   readonly refuseVnc?: boolean;
 }
@@ -123,7 +126,7 @@ export class ConsoleProxy {
   readonly #logger: Logger;
   readonly #server: Server;
   readonly #wss: WebSocketServer;
-  readonly #sessions = new Set<ConsoleSession>();
+  readonly #sessions: SessionRegistry<ConsoleSession>;
   readonly #connect: ConnectFn;
   #heartbeat: NodeJS.Timeout | undefined;
   #limitsTimer: NodeJS.Timeout | undefined;
@@ -138,6 +141,7 @@ export class ConsoleProxy {
 
   constructor(options: ConsoleProxyOptions) {
     this.#options = options;
+    this.#sessions = options.sessions ?? new SessionRegistry<ConsoleSession>();
     this.#logger = options.logger;
     this.#connect = options.connect ?? defaultConnect;
     this.#limits = options.limits ?? DEFAULT_LIMITS;
@@ -222,14 +226,7 @@ export class ConsoleProxy {
 
   /** Revocation fast path: close this node's open consoles of these instance names/UUIDs with 4004. */
   closeInstances(instanceKeys: readonly string[]): number {
-    let closed = 0;
-    for (const s of this.#sessions) {
-      if (s.matchesInstance(instanceKeys)) {
-        s.fail(new PortholeError('PH_ERR_TOKEN_REVOKED', 'the instance\'s consoles were revoked'));
-        closed++;
-      }
-    }
-    return closed;
+    return this.#sessions.closeInstances(instanceKeys, () => new PortholeError('PH_ERR_TOKEN_REVOKED', 'the instance\'s consoles were revoked'));
   }
 
   /**
@@ -359,8 +356,7 @@ export class ConsoleProxy {
       return { ok: false, error: new PortholeError('PH_ERR_LIMIT_SESSIONS', `${this.#sessions.size} consoles open, [console] max_sessions = ${maxSessions}`) };
     }
     if (maxSessionsPerInstance > 0) {
-      let n = 0;
-      for (const s of this.#sessions) if (s.instance === auth.connectInfo.instance) n++;
+      const n = this.#sessions.countForInstance(auth.connectInfo.instance);
       if (n >= maxSessionsPerInstance) {
         return { ok: false, error: new PortholeError('PH_ERR_LIMIT_INSTANCE_SESSIONS', `${n} consoles open for ${auth.connectInfo.instance}, [console] max_sessions_per_instance = ${maxSessionsPerInstance}`) };
       }
@@ -467,7 +463,8 @@ export class ConsoleProxy {
         connect: this.#connect,
         connectTimeoutMs: this.#options.connectTimeoutMs,
         ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
-        onClosed: (s) => this.#sessions.delete(s),
+        onClosed: (s) => this.#sessions.remove(s),
+        remote,
         ...(this.#options.authSchemes === undefined ? {} : { authSchemes: this.#options.authSchemes }),
         handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
         ...(this.#options.upstreamTls === undefined ? {} : { upstreamTls: this.#options.upstreamTls }),
@@ -492,7 +489,7 @@ export class ConsoleProxy {
     while (this.#sessions.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
     }
-    for (const s of this.#sessions) s.fail(new PortholeError('PH_ERR_SHUTTING_DOWN'));
+    this.#sessions.closeAll(() => new PortholeError('PH_ERR_SHUTTING_DOWN'));
     const closeDeadline = Date.now() + 2000;
     while (this.#sessions.size > 0 && Date.now() < closeDeadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.#sessions) s.destroy();

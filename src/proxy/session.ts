@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
-import type { ConnectInfo } from '../console/types.js';
+import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
+import type { RegisteredSession, SessionInfo } from '../sessions/registry.js';
 import { Relay } from './relay.js';
 import { describeTlsError, startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
 
@@ -42,6 +43,8 @@ export interface ConsoleSessionOptions {
   /** The console token, for re-checks in the store (revocation on other nodes). Never logged. */
   readonly token: string;
   readonly logger: Logger;
+  /** The browser's address (after trusted forwarded headers), for the session list. */
+  readonly remote: string;
   readonly connect: ConnectFn;
   readonly connectTimeoutMs: number;
   readonly wsHighWaterBytes?: number;
@@ -66,10 +69,11 @@ export function wsErrorCloseCode(err: Error): number | undefined {
   return typeof value === 'number' ? value : undefined;
 }
 
-export class ConsoleSession {
+export class ConsoleSession implements RegisteredSession {
   readonly id: string;
   readonly startedAt = Date.now();
   #state: SessionState = 'authenticating';
+  #protocol: ConsoleProtocol | undefined;
   #alive = true;
   #instance: string | undefined;
   #instanceUuid: string | undefined;
@@ -110,6 +114,14 @@ export class ConsoleSession {
     return this.#options.token;
   }
 
+  info(): SessionInfo {
+    return {
+      id: this.id, instance: this.#instance, protocol: this.#protocol, remote: this.#options.remote,
+      started: new Date(this.startedAt).toISOString(), bytesToClient: this.#relay?.bytesToClient ?? 0,
+      bytesToServer: this.#relay?.bytesToServer ?? 0, state: this.#state,
+    };
+  }
+
   /** Is this a console of an instance named (or with the UUID) in `keys`? */
   matchesInstance(keys: readonly string[]): boolean {
     return (this.#instance !== undefined && keys.includes(this.#instance)) || (this.#instanceUuid !== undefined && keys.includes(this.#instanceUuid));
@@ -139,6 +151,7 @@ export class ConsoleSession {
     const info = auth.connectInfo;
     this.#instance = info.instance;
     this.#instanceUuid = info.instanceUuid;
+    this.#protocol = info.protocol;
     this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');

@@ -293,6 +293,35 @@ describe('console path against real QEMU', () => {
     assert.ok(!gw.logLines.some((l) => l.includes(token)), 'the exchange never logs the token');
   });
 
+  test('GET /v1/sessions lists open consoles with their bytes; DELETE closes one with 4030, which its browser sees', async () => {
+    const token = tokenOf((await gw.mint('demo', { protocol: 'vnc', type: 'novnc' })).body);
+    const ws = new WebSocket(wsFor(token), ['binary'], { origin: origin() });
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+    await new Promise<void>((r) => ws.once('message', () => r())); // the VM's greeting went through
+    ws.send(Buffer.from('RFB 003.008\n'));
+    await new Promise((r) => setTimeout(r, 100));
+    const listed = await gw.api('GET', '/v1/sessions');
+    assert.equal(listed.status, 200);
+    const sessions = listed.body.sessions as Array<Record<string, unknown>>;
+    const mine = sessions.find((s) => s.instance === 'demo' && s.state === 'relaying');
+    assert.ok(mine, JSON.stringify(sessions));
+    assert.equal(mine.protocol, 'vnc');
+    assert.equal(mine.remote, '127.0.0.1');
+    assert.ok((mine.bytesToClient as number) >= 12 && (mine.bytesToServer as number) >= 12, JSON.stringify(mine));
+    assert.ok(Date.parse(mine.started as string) <= Date.now());
+    assert.doesNotMatch(JSON.stringify(listed.body), new RegExp(token.slice(0, 12)), 'no token in the list');
+    assert.equal((await gw.api('GET', '/v1/sessions', undefined, null)).status, 401, 'API key required');
+
+    assert.equal((await gw.api('DELETE', `/v1/sessions/${String(mine.id)}`)).status, 204);
+    const seen = await closed;
+    assert.equal(seen.code, 4030);
+    assert.match(seen.reason, /administrator/);
+    const again = await gw.api('DELETE', `/v1/sessions/${String(mine.id)}`);
+    assert.equal(again.status, 404);
+    assert.equal(again.body.code, 'PH_ERR_SESSION_NOT_FOUND');
+    assert.ok(!((await gw.api('GET', '/v1/sessions')).body.sessions as Array<Record<string, unknown>>).some((s) => s.id === mine.id), 'gone from the list');
+  });
+
   test('graceful stop: open consoles run through the grace period, then close with 1001', async () => {
     const vm3 = vm; // reuse the running QEMU through a second gateway
     const g3 = await startTestGateway({ builtin: [vm3.entry] });
