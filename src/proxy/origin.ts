@@ -15,8 +15,8 @@ export interface OriginCheckInput {
   readonly host: string | undefined;
   /** Parsed `[console] allowed_origins` (parseAllowedOrigin), parsed once at start. */
   readonly allowedOrigins: readonly AllowedOrigin[];
-  /** Scheme of the console page (`http:` or `https:`), from the token's access URL. */
-  readonly expectedScheme: string;
+  /** Scheme of the console page (`http:` or `https:`), from the token's access URL; undefined: host only (before the token is known). */
+  readonly expectedScheme: string | undefined;
 }
 
 /** Host name part of a Host header value (`example.com:6080`, `[::1]:6080`), lower-case, brackets kept off. */
@@ -53,7 +53,7 @@ export function checkOrigin(input: OriginCheckInput): OriginVerdict {
   if (originHost !== expected && !input.allowedOrigins.some((a) => originMatches(origin, a))) {
     return { ok: false, reason: 'Origin header does not match this host' };
   }
-  if (!(COMPATIBLE_SCHEMES[input.expectedScheme] ?? []).includes(origin.protocol)) {
+  if (input.expectedScheme !== undefined && !(COMPATIBLE_SCHEMES[input.expectedScheme] ?? []).includes(origin.protocol)) {
     return { ok: false, reason: 'Origin header protocol does not match this host' };
   }
   return { ok: true };

@@ -27,6 +27,7 @@ import { refuseUpgrade } from './refusal.js';
 import type { UpstreamTls } from './upstream-tls.js';
 import { SessionRegistry } from '../sessions/registry.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
+import { passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
 /** Largest WebSocket message accepted from a browser; RFB client messages are tiny, cut-text aside. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
@@ -350,18 +351,18 @@ export class ConsoleProxy {
     }
   }
 
-  #checkSessionLimits(auth: SessionAuth & { ok: true }): SessionAuth {
+  #sessionLimitError(info: ConnectInfo): PortholeError | undefined {
     const { maxSessions, maxSessionsPerInstance } = this.#limits;
     if (maxSessions > 0 && this.#sessions.size >= maxSessions) {
-      return { ok: false, error: new PortholeError('PH_ERR_LIMIT_SESSIONS', `${this.#sessions.size} consoles open, [console] max_sessions = ${maxSessions}`) };
+      return new PortholeError('PH_ERR_LIMIT_SESSIONS', `${this.#sessions.size} consoles open, [console] max_sessions = ${maxSessions}`);
     }
     if (maxSessionsPerInstance > 0) {
-      const n = this.#sessions.countForInstance(auth.connectInfo.instance);
+      const n = this.#sessions.countForInstance(info.instance);
       if (n >= maxSessionsPerInstance) {
-        return { ok: false, error: new PortholeError('PH_ERR_LIMIT_INSTANCE_SESSIONS', `${n} consoles open for ${auth.connectInfo.instance}, [console] max_sessions_per_instance = ${maxSessionsPerInstance}`) };
+        return new PortholeError('PH_ERR_LIMIT_INSTANCE_SESSIONS', `${n} consoles open for ${info.instance}, [console] max_sessions_per_instance = ${maxSessionsPerInstance}`);
       }
     }
-    return auth;
+    return undefined;
   }
 
   async #verify(connectInfo: ConnectInfo, expiresAt: number | undefined): Promise<SessionAuth> {
@@ -382,7 +383,7 @@ export class ConsoleProxy {
   }
 
   /** The Origin check of upgrades and the token exchange (X-Forwarded-Host believed only from trusted proxies). */
-  #checkOrigin(req: IncomingMessage, expectedScheme: string): ReturnType<typeof checkOrigin> {
+  #checkOrigin(req: IncomingMessage, expectedScheme: string | undefined): ReturnType<typeof checkOrigin> {
     const trusted = this.#options.trustedProxies;
     return checkOrigin({
       origin: req.headers.origin,
@@ -390,6 +391,24 @@ export class ConsoleProxy {
       allowedOrigins: this.#allowedOrigins,
       expectedScheme,
     });
+  }
+
+  /** The upgrade gate's checks, bound to this request and this proxy's state. */
+  #gateDeps(req: IncomingMessage): UpgradeGateDeps {
+    return {
+      acquire: (remote) => this.#failures.acquire(remote),
+      release: (remote, guessed) => this.#failures.release(remote, guessed),
+      checkOrigin: (scheme) => this.#checkOrigin(req, scheme),
+      lookup: (token) => this.#lookup(token),
+      acceptsConsole: (info) => {
+        // Nova does not check this: a serial token on the VNC proxy would be relayed raw.
+        if (info.consoleType !== 'novnc') return new PortholeError('PH_ERR_TOKEN_CONSOLE_TYPE', `this token is for a ${info.consoleType} console; this is the VNC console proxy`);
+        if (this.#options.refuseVnc === true && info.protocol === 'vnc') return new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
+        return undefined;
+      },
+      sessionLimits: (info) => this.#sessionLimitError(info),
+      prepare: (info, expiresAt) => this.#verify(info, expiresAt),
+    };
   }
 
   async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -411,39 +430,21 @@ export class ConsoleProxy {
       token: token === undefined ? undefined : tokenLogId(token),
       remote,
     });
-    if (!(await this.#failures.acquire(remote))) {
-      logger.info({ code: 'PH_ERR_TOO_MANY_FAILURES' }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
-      abortHandshake(socket, 429, 'PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute');
-      return;
-    }
-    let auth: SessionAuth | undefined;
-    try {
-      auth = await this.#lookup(token);
-    } finally {
-      this.#failures.release(remote, auth !== undefined && isGuess(auth));
-    }
-    if (auth.ok && auth.connectInfo.consoleType !== 'novnc') {
-      // Nova does not check this: a serial token on the VNC proxy would be relayed raw.
-      auth = { ok: false, error: new PortholeError('PH_ERR_TOKEN_CONSOLE_TYPE', `this token is for a ${auth.connectInfo.consoleType} console; this is the VNC console proxy`) };
-    }
-    if (auth.ok && this.#options.refuseVnc === true && auth.connectInfo.protocol === 'vnc') {
-      auth = { ok: false, error: new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)') };
-    }
-    if (auth.ok) auth = this.#checkSessionLimits(auth);
-    const verdict = this.#checkOrigin(req, auth.ok ? new URL(auth.connectInfo.accessUrlBase).protocol : this.#options.defaultScheme);
+    const verdict = await passUpgradeGate(this.#gateDeps(req), token, remote);
     if (!verdict.ok) {
-      logger.info({ code: 'PH_ERR_ORIGIN_FORBIDDEN', origin: req.headers.origin, host: req.headers.host }, verdict.reason);
-      abortHandshake(socket, 403, 'PH_ERR_ORIGIN_FORBIDDEN', verdict.reason);
-      return;
-    }
-    // Only a request that passed every cheap check costs the target re-check (virsh, or an RPC to
-    // nova-compute); the limits are looked at again because that check waits.
-    if (auth.ok) auth = await this.#verify(auth.connectInfo, auth.expiresAt);
-    if (auth.ok) auth = this.#checkSessionLimits(auth);
-    if (!auth.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
-      const { error } = auth;
-      logger[error.httpStatus < 500 ? 'info' : 'error']({ code: error.code }, `console refused: ${error.message}`);
+      const { error } = verdict;
+      if (verdict.stage === 'failure-limit') {
+        logger.info({ code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
+      } else if (verdict.stage === 'origin') {
+        logger.info({ code: error.code, origin: req.headers.origin, host: req.headers.host }, error.message);
+      } else {
+        logger[error.httpStatus < 500 ? 'info' : 'error']({ code: error.code }, `console refused: ${error.message}`);
+      }
+      if (verdict.beforeUpgrade) {
+        abortHandshake(socket, error.httpStatus, error.code, error.message);
+        return;
+      }
       // Browsers (they send Origin) get the code and reason the page turns into a sentence. Other
       // clients get an empty close frame, as from Nova's proxy: Tempest's test_novnc_bad_token
       // reads a close payload as "data" and fails; the log line above keeps the reason.
@@ -451,7 +452,7 @@ export class ConsoleProxy {
       refuseUpgrade(req, socket, request.protocol, browser ? error.wsCloseCode : undefined, browser ? closeReasonFor(error.code) : '');
       return;
     }
-    const accepted = auth;
+    const accepted = verdict.auth;
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       // Not paused while the VNC side connects: reading is what notices a browser that leaves
       // (the session keeps early messages, bounded, and delivers them first).
