@@ -13,9 +13,7 @@ import { loadApiKeys, type ApiKeySource } from './api/keys.js';
 import { createApiServer } from './api/server.js';
 import type { ComputeDriver } from './compute/driver.js';
 import type { InventoryEntry } from './compute/inventory.js';
-import { LibvirtDriver } from './compute/libvirt-driver.js';
-import { StaticDriver } from './compute/static-driver.js';
-import { createVirshRunner } from './compute/virsh.js';
+import { createComputeDriver } from './compute/create-driver.js';
 import type { Config } from './config/schema.js';
 import { PortholeError } from './errors.js';
 import { consolePortCheck } from './nova/console-port-check.js';
@@ -117,28 +115,6 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-/** The closed registry of compute drivers. */
-async function createComputeDriver(config: Config, logger: Logger, store: TokenStore, builtin: readonly InventoryEntry[]): Promise<ComputeDriver> {
-  switch (config.compute.driver) {
-    case 'static':
-      return StaticDriver.open({ inventoryFile: config.static.inventory_file, builtin, logger });
-    case 'libvirt': {
-      if (builtin.length > 0) logger.warn('built-in instances (--demo) are served by the static driver only; ignored with driver = libvirt');
-      const driver = new LibvirtDriver({
-        virsh: createVirshRunner(config.libvirt.connection_uri),
-        connectionUri: config.libvirt.connection_uri,
-        proxyClientAddress: config.vnc.server_proxyclient_address,
-        logger,
-        pollIntervalMs: config.libvirt.poll_interval * 1000,
-        onDomainStopped: (name) => store.revokeInstance(name),
-      });
-      // Not fatal: the gateway still starts, and says exactly what is wrong here and in /healthz.
-      const health = await driver.health();
-      if (!health.ok) logger.error({ code: 'PH_ERR_LIBVIRT_UNAVAILABLE' }, `compute driver libvirt is not usable: ${health.detail ?? ''}`);
-      return driver;
-    }
-  }
-}
 
 export class Gateway {
   readonly config: Config;

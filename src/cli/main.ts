@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import { loadApiKeys } from '../api/keys.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from '../config/load.js';
 import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../demo/qemu-demo.js';
-import { LibvirtDriver } from '../compute/libvirt-driver.js';
+import { createLibvirtDriver } from '../compute/create-driver.js';
+import type { LibvirtDriver } from '../compute/libvirt-driver.js';
 import { createVirshRunner } from '../compute/virsh.js';
 import type { Config } from '../config/schema.js';
 import { isPortholeError } from '../errors.js';
@@ -182,14 +183,7 @@ async function consoleUrl(instance: string, opts: ConfigArgs & { protocol: strin
 }
 
 function libvirtDriverFor(config: Config): LibvirtDriver {
-  return new LibvirtDriver({
-    virsh: createVirshRunner(config.libvirt.connection_uri),
-    connectionUri: config.libvirt.connection_uri,
-    proxyClientAddress: config.vnc.server_proxyclient_address,
-    logger: pino({ level: 'silent' }),
-    pollIntervalMs: 3_600_000,
-    onDomainStopped: async () => undefined,
-  });
+  return createLibvirtDriver(config, { logger: pino({ level: 'silent' }), pollIntervalMs: 3_600_000, onDomainStopped: async () => undefined });
 }
 
 async function vncdisplayCommand(instance: string, opts: ConfigArgs & { json?: boolean }): Promise<void> {
