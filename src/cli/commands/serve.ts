@@ -1,0 +1,103 @@
+/** `porthole serve` and `porthole nova-novncproxy`: run the gateway in the foreground. */
+import type { LoadedConfig } from '../../config/load.js';
+import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../../demo/qemu-demo.js';
+import { currentOpenFilesLimit, fdLimitWarning } from '../../ops/fd-limit.js';
+import { Gateway, packageVersion } from '../../gateway.js';
+import { createLogger, logFilePath, openLogDestination } from '../../log.js';
+import { CliExit, readConfig, type ConfigArgs } from '../common.js';
+
+export async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
+  await runGateway(readConfig(opts), { demo: opts.demo === true, proxyOnly: false, binary: 'porthole-serve' });
+}
+
+export interface NovaProxyArgs extends ConfigArgs {
+  readonly web?: string;
+  readonly record?: string;
+  readonly daemon?: boolean;
+  readonly ssl_only?: boolean;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly source_is_ipv6?: boolean;
+  readonly debug?: boolean;
+}
+
+/**
+ * Nova's nova-novncproxy, replaced: the same command line (`--config-file /etc/nova/nova.conf`,
+ * `--web`, `--ssl_only`, `--cert`, `--key`…), tokens from Nova's database, the console proxy only.
+ * An operator swaps the binary in the unit's ExecStart and nothing else.
+ */
+export async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
+  if (opts.record !== undefined) throw new CliExit(2, '--record: session recording is not supported yet; remove the option (consoles work without it)');
+  if (opts.daemon === true) throw new CliExit(2, '--daemon: porthole does not fork into the background; run it in the foreground under systemd (as Debian\'s nova-novncproxy unit does)');
+  if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC 1.7 from its package)\n`);
+  const overrides = [
+    ...(opts.ssl_only === true ? ['ssl_only = true'] : []),
+    ...(opts.cert === undefined ? [] : [`cert = ${opts.cert}`]),
+    ...(opts.key === undefined ? [] : [`key = ${opts.key}`]),
+    ...(opts.debug === true ? ['debug = true'] : []),
+  ];
+  const extra = overrides.length === 0 ? undefined : { file: '<command line>', text: `[DEFAULT]\n${overrides.join('\n')}\n` };
+  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: true, binary: 'nova-novncproxy' });
+}
+
+async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean; binary: string }): Promise<void> {
+  const { config, files } = loaded;
+  const opts = mode;
+  const logPath = logFilePath(config.DEFAULT.log_file, config.DEFAULT.log_dir, mode.binary);
+  const logDestination = openLogDestination(logPath);
+  const logger = createLogger({ debug: config.DEFAULT.debug, destination: logDestination });
+  let demo: DemoVm | undefined;
+  if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
+  let created: Gateway | undefined;
+  let addresses;
+  try {
+    created = await Gateway.create({ config, logger, generateApiKey: !mode.proxyOnly, proxyOnly: mode.proxyOnly, builtinInstances: demo ? [demo.entry] : [] });
+    addresses = await created.start();
+  } catch (err) {
+    await created?.close();
+    await demo?.stop();
+    throw err;
+  }
+  const gateway = created;
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(`Porthole ${packageVersion()} is running (config: ${files.length > 0 ? files.join(', ') : 'built-in defaults'})`);
+  out(config.porthole.token_source === 'nova'
+    ? `  tokens:        Nova's database (${gateway.tokens.identity.replace(/^nova:/, '')}), read only`
+    : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
+  out(`  console proxy: ${addresses.proxy}`);
+  out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
+  if (!mode.proxyOnly) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
+  const driverHealth = await gateway.driver.health();
+  if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
+  const fdWarning = fdLimitWarning(config.console.max_sessions, currentOpenFilesLimit());
+  if (fdWarning !== undefined) out(`  WARNING: ${fdWarning}`);
+  if (demo) {
+    const minted = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'vnc', type: 'novnc' });
+    out(`  demo VM:       ${demo.entry.host}:${demo.entry.port}, instance "${DEMO_INSTANCE}"`);
+    out(`Open this console URL in a browser (valid ${config.consoleauth.token_ttl} s; \`porthole console url ${DEMO_INSTANCE}\` mints another):`);
+    out(`  ${minted.url}`);
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stderr.write(`porthole: ${signal} again, exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal, graceSeconds: config.console.shutdown_grace_period }, 'shutting down');
+      gateway.close(config.console.shutdown_grace_period * 1000)
+        .then(() => demo?.stop())
+        .catch((err: unknown) => logger.error({ err }, 'error during shutdown'))
+        .finally(() => resolve());
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => {
+      logDestination.reopen?.(); // logrotate moved the file: write to a new one at the configured path
+      void gateway.reloadTls();
+    });
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  logger.flush();
+}
