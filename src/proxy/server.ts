@@ -29,9 +29,6 @@ import { SessionRegistry } from '../sessions/registry.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
 import { passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
-/** Largest WebSocket message accepted from a browser; RFB client messages are tiny, cut-text aside. */
-export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
-
 export interface ConsoleProxyOptions {
   readonly host: string;
   readonly port: number;
@@ -55,10 +52,12 @@ export interface ConsoleProxyOptions {
   /** TLS towards VNC servers (auth scheme vencrypt); read per session so reloads apply. */
   readonly upstreamTls?: () => UpstreamTls | undefined;
   readonly wsHighWaterBytes?: number;
-  readonly maxPayloadBytes?: number;
+  /** `[console] max_message_size`. */
+  readonly maxPayloadBytes: number;
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
-  readonly limits?: ProxyLimits;
+  /** From `[console]` / `[consoleauth]`; defaults live in the config schema only. */
+  readonly limits: ProxyLimits;
   /** The gateway's session registry (the API lists and closes sessions through it); default a private one. */
   readonly sessions?: SessionRegistry<ConsoleSession>;
   /** `[vnc] enabled = false`: VNC tokens (minted elsewhere, or before the change) are refused too. */
@@ -79,11 +78,6 @@ export interface ProxyLimits {
   /** How often open consoles' tokens are re-validated (revoked elsewhere → 4004); 0: never. */
   readonly tokenRecheckMs: number;
 }
-
-export const DEFAULT_LIMITS: ProxyLimits = {
-  maxSessions: 1000, maxSessionsPerInstance: 10, idleTimeoutMs: 0, enforceSessionTimeout: false, handshakeTimeoutMs: 10_000, maxFailedTokens: 20,
-  tokenRecheckMs: 5000,
-};
 
 /** Only a token the store does not know is a guess; a revoked or expired one was real (and retrying it locks nobody out). */
 const isGuess = (auth: { ok: boolean; error?: PortholeError }) => !auth.ok && auth.error?.code === 'PH_ERR_TOKEN_INVALID';
@@ -145,14 +139,14 @@ export class ConsoleProxy {
     this.#sessions = options.sessions ?? new SessionRegistry<ConsoleSession>();
     this.#logger = options.logger;
     this.#connect = options.connect ?? defaultConnect;
-    this.#limits = options.limits ?? DEFAULT_LIMITS;
+    this.#limits = options.limits;
     this.#failures = new FailureLimiter(this.#limits.maxFailedTokens);
     this.#allowedOrigins = options.allowedOrigins.map(parseAllowedOrigin);
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false, // RFB encodings already compress; deflate would cost CPU on the hot path
-      maxPayload: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      maxPayload: options.maxPayloadBytes,
       handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
     });
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {

@@ -52,7 +52,7 @@ export interface ConsoleSessionOptions {
   /** RFB security proxy: authenticate to the VNC server with one of these, offer the browser None. Absent: transparent relay. */
   readonly authSchemes?: readonly AuthScheme[];
   /** Limit for the whole RFB handshake (both sides). */
-  readonly handshakeTimeoutMs?: number;
+  readonly handshakeTimeoutMs: number;
   /** TLS towards VNC servers for auth scheme vencrypt (read per session: certificates can be reloaded). */
   readonly upstreamTls?: () => UpstreamTls | undefined;
 }
@@ -229,7 +229,7 @@ export class ConsoleSession implements RegisteredSession {
     this.#transition('negotiating');
     const tcp = this.#tcp as Socket;
     const relay = this.#relay as Relay;
-    const timeoutMs = this.#options.handshakeTimeoutMs ?? 10_000;
+    const timeoutMs = this.#options.handshakeTimeoutMs;
     this.#connectTimer = setTimeout(() => this.fail(new PortholeError('PH_ERR_RFB_HANDSHAKE', `RFB handshake did not finish within ${timeoutMs} ms`)), timeoutMs);
     const server = new ServerHandshake(this.#options.authSchemes ?? ['none'], password);
     const client = new ClientHandshake();
