@@ -29,12 +29,44 @@ export interface DomainGraphics {
   readonly password?: string | undefined;
 }
 
+/** A `<serial>` or `<console>` character device. */
+export interface DomainCharDevice {
+  readonly element: 'serial' | 'console';
+  /** `tcp`, `pty`, `file`, `unix`, … */
+  readonly type: string;
+  /** `<source mode>`: `bind` (QEMU listens) or `connect`. */
+  readonly mode?: string | undefined;
+  readonly host?: string | undefined;
+  /** `<source service>` as a TCP port. */
+  readonly port?: number | undefined;
+  /** `<target port>`: the guest's serial index. */
+  readonly targetPort?: number | undefined;
+  /** A pty's device: `<source path>` or the `<console tty>` attribute. */
+  readonly tty?: string | undefined;
+}
+
 export interface DomainInfo {
   readonly name: string;
   readonly uuid: string;
   /** Running domains carry `id='N'` on <domain>. */
   readonly running: boolean;
   readonly graphics: readonly DomainGraphics[];
+  /** `<serial>` devices then `<console>` devices, in document order. */
+  readonly charDevices: readonly DomainCharDevice[];
+}
+
+/**
+ * Where a domain's serial console can be reached over TCP, as Nova's libvirt driver finds it
+ * (`_get_serial_ports_from_guest`): the first `<serial type='tcp'><source mode='bind'>`, else the
+ * first such `<console>`; the host comes from the XML. `pty-only`: there is a serial console, but
+ * only `virsh console` on the host reaches it. Pure.
+ */
+export function serialConsoleOf(info: Pick<DomainInfo, 'charDevices'>): { kind: 'tcp'; host: string; port: number } | { kind: 'pty-only'; tty: string | undefined } | { kind: 'none' } {
+  const tcp = (element: 'serial' | 'console') => info.charDevices.find((d) => d.element === element && d.type === 'tcp' && d.mode === 'bind' && d.port !== undefined);
+  const found = tcp('serial') ?? tcp('console');
+  if (found !== undefined) return { kind: 'tcp', host: found.host ?? '127.0.0.1', port: found.port as number };
+  const pty = info.charDevices.find((d) => d.type === 'pty');
+  return pty === undefined ? { kind: 'none' } : { kind: 'pty-only', tty: pty.tty };
 }
 
 const parser = new XMLParser({
@@ -42,7 +74,7 @@ const parser = new XMLParser({
   attributeNamePrefix: '@',
   parseAttributeValue: false,
   parseTagValue: false,
-  isArray: (name) => name === 'graphics' || name === 'listen',
+  isArray: (name) => name === 'graphics' || name === 'listen' || name === 'serial' || name === 'console',
   processEntities: true,
 });
 
@@ -80,6 +112,21 @@ function parseGraphics(g: XmlNode): DomainGraphics {
   };
 }
 
+function parseCharDevice(element: 'serial' | 'console', d: XmlNode): DomainCharDevice {
+  const source = (Array.isArray(d.source) ? d.source[0] : d.source) as XmlNode | undefined;
+  const target = (Array.isArray(d.target) ? d.target[0] : d.target) as XmlNode | undefined;
+  const targetPort = Number(str(target?.['@port']));
+  return {
+    element,
+    type: str(d['@type']) ?? 'pty',
+    mode: str(source?.['@mode']),
+    host: str(source?.['@host']),
+    port: portOf(source?.['@service']),
+    targetPort: Number.isInteger(targetPort) ? targetPort : undefined,
+    tty: str(d['@tty']) ?? str(source?.['@path']),
+  };
+}
+
 /**
  * Parse `virsh dumpxml` output, a persistent /etc/libvirt/qemu/*.xml, or a /run/libvirt/qemu/*.xml
  * `<domstatus>` file.
@@ -100,7 +147,11 @@ export function parseDomainXml(xml: string): DomainInfo {
   const id = str(domain['@id']);
   const devices = (domain.devices ?? {}) as XmlNode;
   const graphics = ((devices.graphics as XmlNode[] | undefined) ?? []).map(parseGraphics);
-  return { name, uuid: uuid.toLowerCase(), running: id !== undefined && id !== '-1', graphics };
+  const charDevices = [
+    ...((devices.serial as XmlNode[] | undefined) ?? []).map((d) => parseCharDevice('serial', d)),
+    ...((devices.console as XmlNode[] | undefined) ?? []).map((d) => parseCharDevice('console', d)),
+  ];
+  return { name, uuid: uuid.toLowerCase(), running: id !== undefined && id !== '-1', graphics, charDevices };
 }
 
 export const WILDCARD_ADDRESSES: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0']);

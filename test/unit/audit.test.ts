@@ -34,7 +34,7 @@ test('virsh errors are classified', () => {
 });
 
 const dom = (name: string, listen: string, extra: Partial<DomainInfo['graphics'][number]> = {}): DomainInfo => ({
-  name, uuid: `${name}-uuid`, running: true,
+  name, uuid: `${name}-uuid`, running: true, charDevices: [],
   graphics: [{ type: 'vnc', port: 5900, autoport: true, listenAddress: listen, listens: [{ type: 'address', address: listen }], hasPassword: false, ...extra }],
 });
 const listener = (d: DomainInfo, address: string, vncArg?: string): QemuListener =>

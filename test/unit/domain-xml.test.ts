@@ -67,3 +67,25 @@ test('not a domain → error', () => {
   assert.throws(() => parseDomainXml('<network><name>x</name></network>'), /no <domain>/);
   assert.throws(() => parseDomainXml('<domain><name>x</name></domain>'), /without <name> or <uuid>/);
 });
+
+test('serial consoles as Nova finds them: first <serial type=tcp mode=bind>, else <console>; host from the XML; pty-only named', async () => {
+  const { serialConsoleOf } = await import('../../src/compute/domain-xml.js');
+  const wrap = (devices: string) => parseDomainXml(`<domain type='kvm' id='3'><name>s1</name><uuid>81E6FD6F-0000-4000-8000-000000000001</uuid><devices>${devices}</devices></domain>`);
+  // The live XML libvirt 9.0 gives for a TCP serial next to a pty one (CONSOLE-FACTS §2.1).
+  const live = wrap(`<serial type='tcp'><source mode='bind' host='127.0.0.1' service='10050' tls='no'/><protocol type='raw'/>
+    <log file='/var/lib/libvirt/images/x/console.log' append='off'/><target type='isa-serial' port='0'><model name='isa-serial'/></target><alias name='serial0'/></serial>
+    <serial type='pty'><source path='/dev/pts/0'/><target type='isa-serial' port='1'><model name='isa-serial'/></target><alias name='serial1'/></serial>
+    <console type='tcp'><source mode='bind' host='127.0.0.1' service='10050' tls='no'/><protocol type='raw'/><target type='serial' port='0'/><alias name='serial0'/></console>`);
+  assert.equal(live.charDevices.length, 3);
+  assert.deepEqual(live.charDevices[1], { element: 'serial', type: 'pty', mode: undefined, host: undefined, port: undefined, targetPort: 1, tty: '/dev/pts/0' });
+  assert.deepEqual(serialConsoleOf(live), { kind: 'tcp', host: '127.0.0.1', port: 10050 });
+  // Only a <console type=tcp> (no <serial>): Nova falls back to it.
+  assert.deepEqual(serialConsoleOf(wrap(`<console type='tcp'><source mode='bind' host='10.0.0.7' service='10001'/><target type='serial' port='0'/></console>`)),
+    { kind: 'tcp', host: '10.0.0.7', port: 10001 });
+  // mode='connect' is QEMU dialling out: nothing to connect to.
+  assert.deepEqual(serialConsoleOf(wrap(`<serial type='tcp'><source mode='connect' host='10.0.0.9' service='4555'/><target port='0'/></serial>`)), { kind: 'none' });
+  // pty only (Nova's layout with [serial_console] enabled = false): reachable with `virsh console` only.
+  assert.deepEqual(serialConsoleOf(wrap(`<serial type='pty'><target port='0'/></serial><console type='pty' tty='/dev/pts/4'><target type='serial' port='0'/></console>`)),
+    { kind: 'pty-only', tty: undefined });
+  assert.deepEqual(serialConsoleOf(wrap('')), { kind: 'none' });
+});
