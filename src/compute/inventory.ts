@@ -10,11 +10,13 @@ export interface InventoryEntry {
   readonly host: string;
   readonly port: number;
   readonly protocol: ConsoleProtocol;
+  /** `serial_port =`: the instance's TCP serial console on the same host, besides the `port` console. */
+  readonly serialPort?: number | undefined;
   /** VNC password for the RFB security proxy ([vnc] auth_schemes = vnc). */
   readonly password?: string | undefined;
 }
 
-const KEYS = ['host', 'port', 'uuid', 'protocol', 'password'] as const;
+const KEYS = ['host', 'port', 'serial_port', 'uuid', 'protocol', 'password'] as const;
 const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
 /**
@@ -56,12 +58,15 @@ export function parseInventory(text: string, file: string): { entries: Inventory
       }
       const protocol = f.get('protocol')?.value ?? 'vnc';
       if (protocol !== 'vnc' && protocol !== 'serial') throw new Error(`protocol: expected vnc or serial, got ${JSON.stringify(protocol)}`);
+      const serialPort = f.get('serial_port');
+      if (serialPort !== undefined && protocol === 'serial') throw new Error('serial_port: protocol = serial already makes port the serial console; use one of them');
       entries.push({
         name,
         uuid: uuid?.toLowerCase(),
         host: wrap('host', parseHost)(host.value),
         port: wrap('port', parsePort)(port.value),
         protocol,
+        ...(serialPort === undefined ? {} : { serialPort: wrap('serial_port', parsePort)(serialPort.value) }),
         ...(f.get('password') === undefined ? {} : { password: f.get('password')?.value }),
       });
     } catch (err) {

@@ -79,10 +79,11 @@ export class StaticDriver implements ComputeDriver {
     await this.#reload(false);
     const entry = this.#find(instance);
     if (!entry) return undefined;
-    if (entry.protocol !== protocol) {
-      throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${entry.protocol} console, not ${protocol}`);
+    if (entry.protocol !== protocol && !(protocol === 'serial' && entry.serialPort !== undefined)) {
+      const has = [entry.protocol, ...(entry.serialPort === undefined ? [] : ['serial'])].join(' and ');
+      throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${has} console, not ${protocol}`);
     }
-    return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.port };
+    return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.protocol === protocol ? entry.port : entry.serialPort as number };
   }
 
   /** No target re-check (the inventory is the truth); the password from the inventory entry. */
@@ -94,7 +95,7 @@ export class StaticDriver implements ComputeDriver {
 
   async list(): Promise<InstanceSummary[]> {
     await this.#reload(false);
-    return this.#all().map((e) => ({ name: e.name, uuid: e.uuid, state: 'unknown', protocols: [e.protocol] }));
+    return this.#all().map((e) => ({ name: e.name, uuid: e.uuid, state: 'unknown', protocols: e.serialPort === undefined ? [e.protocol] : [e.protocol, 'serial'] }));
   }
 
   async health(): Promise<DriverHealth> {

@@ -30,3 +30,23 @@ test('duplicate instance and duplicate uuid are refused', () => {
   assert.ok(problems.some((p) => /\[a\]: instance defined twice/.test(p)));
   assert.ok(problems.some((p) => /uuid: .* is used by another instance/.test(p)));
 });
+
+test('serial_port: a TCP serial console besides the VNC one, on the same host; the static driver serves both', async () => {
+  const text = '[vm]\nhost = 10.0.0.5\nport = 5901\nserial_port = 10001\n[bad]\nhost = h\nport = 1\nprotocol = serial\nserial_port = 2\n[worse]\nhost = h\nport = 1\nserial_port = 70000\n';
+  const { entries, problems } = parseInventory(text, 'inv.ini');
+  assert.deepEqual(entries, [{ name: 'vm', uuid: undefined, host: '10.0.0.5', port: 5901, protocol: 'vnc', serialPort: 10001 }]);
+  assert.deepEqual(problems, [
+    'inv.ini:5: [bad] serial_port: protocol = serial already makes port the serial console; use one of them',
+    'inv.ini:10: [worse] serial_port: must be from 1 to 65535, got 70000',
+  ]);
+  const { StaticDriver } = await import('../../src/compute/static-driver.js');
+  const { pino } = await import('pino');
+  const driver = await StaticDriver.open({ inventoryFile: '', builtin: entries, logger: pino({ level: 'silent' }) });
+  try {
+    assert.deepEqual(await driver.resolve('vm', 'serial'), { instance: 'vm', instanceUuid: undefined, protocol: 'serial', host: '10.0.0.5', port: 10001 });
+    assert.equal((await driver.resolve('vm', 'vnc'))?.port, 5901);
+    assert.deepEqual((await driver.list())[0]?.protocols, ['vnc', 'serial']);
+  } finally {
+    await driver.close();
+  }
+});
