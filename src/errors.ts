@@ -26,6 +26,7 @@ export const ERROR_CATALOGUE = {
   PH_ERR_INSTANCE_NO_CONSOLE: { httpStatus: 409, wsCloseCode: 4409, summary: 'instance has no console of that protocol' },
   PH_ERR_INSTANCE_NOT_RUNNING: { httpStatus: 409, wsCloseCode: 4409, summary: 'instance is not running' },
   PH_ERR_INSTANCE_CONSOLE_UNREACHABLE: { httpStatus: 409, wsCloseCode: 4409, summary: "instance's console cannot be reached over TCP from the proxy" },
+  PH_ERR_INSTANCE_SERIAL_PTY_ONLY: { httpStatus: 409, wsCloseCode: 4409, summary: 'the instance\'s serial console is a pty: reachable only with `virsh console` on its host' },
   PH_ERR_CONSOLE_TYPE_UNSUPPORTED: { httpStatus: 400, wsCloseCode: 4400, summary: 'console protocol/type not supported' },
   PH_ERR_TOKEN_MISSING: { httpStatus: 401, wsCloseCode: 4001, summary: 'no console token in the request' },
   PH_ERR_TOKEN_INVALID: { httpStatus: 401, wsCloseCode: 4002, summary: 'console token is not valid' },

@@ -1,7 +1,7 @@
-/** Deciding where the proxy connects for a libvirt domain's VNC console. Pure. */
+/** Deciding where the proxy connects for a libvirt domain's VNC or serial console. Pure. */
 import { PortholeError } from '../errors.js';
 import type { ConsoleTarget } from './driver.js';
-import { isLoopback, type DomainGraphics, type DomainInfo } from './domain-xml.js';
+import { isLoopback, serialConsoleOf, WILDCARD_ADDRESSES, type DomainGraphics, type DomainInfo } from './domain-xml.js';
 
 /**
  * The console target of a running domain: the host's management address (the proxy never uses the
@@ -37,4 +37,24 @@ function unreachableReason(vnc: DomainGraphics, proxyClientAddress: string): str
       `([vnc] server_proxyclient_address): set the domain's listen address to it (or to [vnc] server_listen) and hard-reboot the domain`;
   }
   return undefined;
+}
+
+/**
+ * The serial console target of a running domain. Unlike VNC, the host comes from the XML, as
+ * Nova's libvirt driver does (`<source mode='bind' host=…>` is Nova's `[serial_console]
+ * proxyclient_address`); a wildcard there means "this host", reached through the management address.
+ * @throws PortholeError PH_ERR_INSTANCE_NOT_RUNNING, PH_ERR_INSTANCE_SERIAL_PTY_ONLY, PH_ERR_INSTANCE_NO_CONSOLE
+ */
+export function serialTargetOf(domain: DomainInfo, proxyClientAddress: string): ConsoleTarget {
+  if (!domain.running) {
+    throw new PortholeError('PH_ERR_INSTANCE_NOT_RUNNING', `domain ${domain.name} is shut off; start it to get a console`);
+  }
+  const serial = serialConsoleOf(domain);
+  if (serial.kind === 'pty-only') {
+    throw new PortholeError('PH_ERR_INSTANCE_SERIAL_PTY_ONLY',
+      `domain ${domain.name} has only a pty serial console${serial.tty ? ` (${serial.tty})` : ''}: reachable with \`virsh console ${domain.name}\` on its host, not over TCP`);
+  }
+  if (serial.kind === 'none') throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `domain ${domain.name} has no serial console`);
+  const host = WILDCARD_ADDRESSES.has(serial.host) ? proxyClientAddress : serial.host;
+  return { instance: domain.name, instanceUuid: domain.uuid, protocol: 'serial', host, port: serial.port };
 }

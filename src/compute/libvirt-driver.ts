@@ -7,9 +7,9 @@
 import type { Logger } from 'pino';
 import { PortholeError } from '../errors.js';
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
-import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import { parseDomainXml, serialConsoleOf, type DomainInfo } from './domain-xml.js';
 import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
-import { vncTargetOf } from './libvirt-console.js';
+import { serialTargetOf, vncTargetOf } from './libvirt-console.js';
 import { VirshError, type VirshRunner } from './virsh.js';
 
 export interface LibvirtDriverOptions {
@@ -66,8 +66,7 @@ export class LibvirtDriver implements ComputeDriver {
   async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
     const domain = await this.domain(instance);
     if (domain === undefined) return undefined;
-    if (protocol !== 'vnc') throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `the libvirt driver serves VNC consoles, not ${protocol}`);
-    const target = vncTargetOf(domain, this.#o.proxyClientAddress);
+    const target = protocol === 'serial' ? serialTargetOf(domain, this.#o.proxyClientAddress) : vncTargetOf(domain, this.#o.proxyClientAddress);
     this.#watched.set(domain.uuid, domain.name);
     return target;
   }
@@ -86,7 +85,13 @@ export class LibvirtDriver implements ComputeDriver {
       const stale = (why: string) => new PortholeError('PH_ERR_TARGET_STALE', `token for ${info.instance} (${info.instanceUuid}) port ${info.port}: ${why}`);
       if (domain === undefined) throw stale('the domain no longer exists');
       if (!domain.running) throw stale('the domain is not running');
-      if (vnc?.port !== info.port) throw stale(`the domain's VNC server is now on port ${vnc?.port ?? 'none'}`);
+      if (info.protocol === 'serial') {
+        const serial = serialConsoleOf(domain);
+        const port = serial.kind === 'tcp' ? serial.port : undefined;
+        if (port !== info.port) throw stale(`the domain's TCP serial console is now on port ${port ?? 'none'}`);
+      } else if (vnc?.port !== info.port) {
+        throw stale(`the domain's VNC server is now on port ${vnc?.port ?? 'none'}`);
+      }
     }
     return { vncPassword: vnc?.password };
   }

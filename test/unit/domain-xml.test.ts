@@ -89,3 +89,16 @@ test('serial consoles as Nova finds them: first <serial type=tcp mode=bind>, els
     { kind: 'pty-only', tty: undefined });
   assert.deepEqual(serialConsoleOf(wrap('')), { kind: 'none' });
 });
+
+test('serial target of a libvirt domain: host from the XML (a wildcard → the management address), pty-only → 409 naming virsh console', async () => {
+  const { serialTargetOf } = await import('../../src/compute/libvirt-console.js');
+  const dom = (devices: string, id = " id='4'") => parseDomainXml(`<domain type='kvm'${id}><name>s2</name><uuid>81e6fd6f-0000-4000-8000-000000000002</uuid><devices>${devices}</devices></domain>`);
+  const tcp = (host: string) => `<serial type='tcp'><source mode='bind' host='${host}' service='10007'/><target port='0'/></serial>`;
+  assert.deepEqual(serialTargetOf(dom(tcp('10.0.0.8')), '10.0.0.1'), { instance: 's2', instanceUuid: '81e6fd6f-0000-4000-8000-000000000002', protocol: 'serial', host: '10.0.0.8', port: 10007 });
+  assert.equal(serialTargetOf(dom(tcp('0.0.0.0')), '10.0.0.1').host, '10.0.0.1');
+  const code = (f: () => unknown) => { try { f(); return 'none'; } catch (e) { return (e as { code?: string }).code; } };
+  assert.equal(code(() => serialTargetOf(dom(`<serial type='pty'><source path='/dev/pts/3'/><target port='0'/></serial>`), '127.0.0.1')), 'PH_ERR_INSTANCE_SERIAL_PTY_ONLY');
+  assert.throws(() => serialTargetOf(dom(`<serial type='pty'><source path='/dev/pts/3'/><target port='0'/></serial>`), '127.0.0.1'), /virsh console s2/);
+  assert.equal(code(() => serialTargetOf(dom(''), '127.0.0.1')), 'PH_ERR_INSTANCE_NO_CONSOLE');
+  assert.equal(code(() => serialTargetOf(dom(tcp('127.0.0.1'), ''), '127.0.0.1')), 'PH_ERR_INSTANCE_NOT_RUNNING');
+});
