@@ -154,10 +154,14 @@ export class OsloRpcClient {
       }, timeoutMs);
       this.#pending.set(msgId, { resolve, reject, timer });
       const body = encodeCall(call, { msgId, replyQueue: link.replyQueue, uniqueId: randomUUID().replaceAll('-', '') });
-      link.channel.publish(this.#options.exchange, routingKey, body, {
-        contentType: 'application/json', contentEncoding: 'utf-8', mandatory: true, messageId: msgId,
-        expiration: String(timeoutMs), // like kombu: a call nobody took in time is dropped, not run late
-      });
+      try {
+        link.channel.publish(this.#options.exchange, routingKey, body, {
+          contentType: 'application/json', contentEncoding: 'utf-8', mandatory: true, messageId: msgId,
+          expiration: String(timeoutMs), // like kombu: a call nobody took in time is dropped, not run late
+        });
+      } catch (err) { // the channel closed since #connect resolved
+        this.#settle(msgId, (p) => p.reject(new PortholeError('PH_ERR_NOVA_RPC_UNAVAILABLE', `RabbitMQ: ${(err as Error).message}`)));
+      }
     });
   }
 

@@ -25,9 +25,9 @@ import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBo
 import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from './request.js';
 import { refuseUpgrade } from './refusal.js';
 import type { UpstreamTls } from './upstream-tls.js';
-import { SessionRegistry } from '../sessions/registry.js';
+import type { SessionRegistry } from '../sessions/registry.js';
 import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
-import { passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
+import { isGuess, passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
 export interface ConsoleProxyOptions {
   readonly host: string;
@@ -58,8 +58,8 @@ export interface ConsoleProxyOptions {
   readonly tls?: ProxyTlsOptions;
   /** From `[console]` / `[consoleauth]`; defaults live in the config schema only. */
   readonly limits: ProxyLimits;
-  /** The gateway's session registry (the API lists and closes sessions through it); default a private one. */
-  readonly sessions?: SessionRegistry<ConsoleSession>;
+  /** The gateway's session registry (the API lists and closes sessions through it). */
+  readonly sessions: SessionRegistry<ConsoleSession>;
   /** `[vnc] enabled = false`: VNC tokens (minted elsewhere, or before the change) are refused too. */
   readonly refuseVnc?: boolean;
 }
@@ -78,9 +78,6 @@ export interface ProxyLimits {
   /** How often open consoles' tokens are re-validated (revoked elsewhere → 4004); 0: never. */
   readonly tokenRecheckMs: number;
 }
-
-/** Only a token the store does not know is a guess; a revoked or expired one was real (and retrying it locks nobody out). */
-const isGuess = (auth: { ok: boolean; error?: PortholeError }) => !auth.ok && auth.error?.code === 'PH_ERR_TOKEN_INVALID';
 
 export interface ProxyTlsOptions {
   readonly cert: Buffer;
@@ -136,7 +133,7 @@ export class ConsoleProxy {
 
   constructor(options: ConsoleProxyOptions) {
     this.#options = options;
-    this.#sessions = options.sessions ?? new SessionRegistry<ConsoleSession>();
+    this.#sessions = options.sessions;
     this.#logger = options.logger;
     this.#connect = options.connect ?? defaultConnect;
     this.#limits = options.limits;
@@ -306,7 +303,7 @@ export class ConsoleProxy {
       return;
     }
     const lookup = await this.#lookup(token);
-    this.#failures.release(remote, isGuess(lookup));
+    this.#failures.release(remote, !lookup.ok && isGuess(lookup.error));
     if (!lookup.ok) {
       this.#logger.info({ code: lookup.error.code, remote, token: token === undefined ? undefined : tokenLogId(token) }, `token exchange refused: ${lookup.error.message}`);
       refuse(lookup.error);

@@ -43,7 +43,8 @@ export interface UpgradeGateDeps {
   prepare(info: ConnectInfo, expiresAt: number): Promise<SessionAuth>;
 }
 
-const isGuess = (error: PortholeError) => error.code === 'PH_ERR_TOKEN_INVALID';
+/** Only a token the store does not know is a guess; a revoked or expired one was real (and retrying it locks nobody out). */
+export const isGuess = (error: PortholeError | undefined) => error?.code === 'PH_ERR_TOKEN_INVALID';
 
 export async function passUpgradeGate(deps: UpgradeGateDeps, token: string | undefined, remote: string): Promise<GateVerdict> {
   const refuse = (error: PortholeError, stage: GateStage, beforeUpgrade = false, instance?: string): GateVerdict => {

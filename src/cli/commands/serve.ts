@@ -42,12 +42,11 @@ export async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
 
 async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean; binary: string }): Promise<void> {
   const { config, files } = loaded;
-  const opts = mode;
   const logPath = logFilePath(config.DEFAULT.log_file, config.DEFAULT.log_dir, mode.binary);
   const logDestination = openLogDestination(logPath);
   const logger = createLogger({ debug: config.DEFAULT.debug, destination: logDestination });
   let demo: DemoVm | undefined;
-  if (opts.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
+  if (mode.demo) demo = await startDemoVm(logger, process.env.PATH ?? '');
   let created: Gateway | undefined;
   let addresses;
   try {
