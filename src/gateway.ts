@@ -20,13 +20,18 @@ import { consolePortCheck } from './nova/console-port-check.js';
 import { OsloRpcClient, parseTransportUrl } from './nova/oslo-rpc.js';
 import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
-import type { ConnectFn, ConsoleSession } from './proxy/session.js';
+import type { ConsoleSession } from './proxy/session.js';
 import { SessionRegistry } from './sessions/registry.js';
-import type { UpstreamTls } from './proxy/upstream-tls.js';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { ConnectFn, ProtocolHandler } from './console/handler.js';
+import type { ConsoleProtocol, ConsoleType } from './console/types.js';
+import { SerialHandler } from './protocols/serial/handler.js';
+import { VncHandler } from './protocols/vnc/handler.js';
+import type { UpstreamTls } from './protocols/vnc/upstream-tls.js';
 import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
-import { novncRoot, packageRoot } from './web/assets.js';
+import { novncRoot, packageDirOf, packageRoot } from './web/assets.js';
 import { StaticSite } from './web/static-site.js';
 
 export const PURGE_INTERVAL_MS = 60_000;
@@ -50,6 +55,16 @@ export interface GatewayAddresses {
   readonly api: string;
   readonly proxy: string;
   readonly consoleBaseUrl: string;
+  /** The serial console listener (`[serial_console] enabled`), else undefined. */
+  readonly serialProxy?: string | undefined;
+  readonly serialBaseUrl?: string | undefined;
+}
+
+const defaultConnect: ConnectFn = (target) => netConnect({ host: target.host, port: target.port, noDelay: true, ...(target.onread ? { onread: target.onread } : {}) });
+
+/** Where the serial page lives: beside the VNC page of `novncproxy_base_url`. Pure. */
+export function serialPageUrl(novncproxyBaseUrl: string): string {
+  return new URL('serial.html', novncproxyBaseUrl).toString();
 }
 
 /** TLS material for the console proxy, or undefined when no cert is configured. @throws PortholeError naming the file. */
@@ -129,6 +144,7 @@ export class Gateway {
   readonly apiKeys: ApiKeySource;
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
+  readonly #handlers: ReadonlyMap<ConsoleProtocol, ProtocolHandler>;
   readonly #version: string;
   readonly #proxyOnly: boolean;
   #purgeTimer: NodeJS.Timeout | undefined;
@@ -153,6 +169,9 @@ export class Gateway {
       driver: parts.driver,
       store: parts.store,
       baseUrl: parts.config.vnc.novncproxy_base_url,
+      serial: parts.config.serial_console.enabled
+        ? { baseUrl: parts.config.serial_console.base_url, pageUrl: serialPageUrl(parts.config.vnc.novncproxy_base_url) }
+        : undefined,
       tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
       vncEnabled: parts.config.vnc.enabled,
       novaMode: parts.config.porthole.token_source === 'nova',
@@ -165,27 +184,44 @@ export class Gateway {
     });
     const opts = parts.options;
     this.#proxyOnly = opts.proxyOnly === true;
+    const config = parts.config;
+    const connect = opts.connect ?? defaultConnect;
+    const handlers = new Map<ConsoleProtocol, ProtocolHandler>([['vnc', new VncHandler({
+      connect,
+      authSchemes: config.vnc.auth_schemes.every((s) => s === 'none') ? undefined : config.vnc.auth_schemes,
+      upstreamTls: () => this.#upstreamTls,
+      wsHighWaterBytes: opts.wsHighWaterBytes,
+    })]]);
+    const serial = config.serial_console;
+    if (serial.enabled) {
+      handlers.set('serial', new SerialHandler({ connect, logger: parts.logger.child({ component: 'serial' }), wsHighWaterBytes: opts.wsHighWaterBytes }));
+    }
+    this.#handlers = handlers;
+    const pageTypes: ConsoleType[] = serial.enabled ? ['novnc', 'serial'] : ['novnc'];
     this.#proxy = new ConsoleProxy({
-      host: parts.config.vnc.novncproxy_host,
-      port: parts.config.vnc.novncproxy_port,
+      listeners: [
+        {
+          name: 'the console proxy ([vnc] novncproxy_host/port)', host: config.vnc.novncproxy_host, port: config.vnc.novncproxy_port,
+          site: parts.site, consoleTypes: pageTypes, defaultScheme: new URL(config.vnc.novncproxy_base_url).protocol,
+        },
+        ...(serial.enabled && opts.proxyOnly !== true ? [{
+          name: 'the serial console proxy ([serial_console] serialproxy_host/port)', host: serial.serialproxy_host, port: serial.serialproxy_port,
+          consoleTypes: ['serial'] as ConsoleType[], defaultScheme: new URL(serial.base_url).protocol,
+        }] : []),
+      ],
+      handlers,
       store: parts.tokens,
       sessions: this.sessions,
       logger: parts.logger.child({ component: 'proxy' }),
-      site: parts.site,
       allowedOrigins: parts.config.console.allowed_origins,
       trustedProxies: new TrustedProxies(parts.config.console.trusted_proxies),
-      defaultScheme: new URL(parts.config.vnc.novncproxy_base_url).protocol,
       connectTimeoutMs: parts.config.console.connect_timeout * 1000,
       pingIntervalMs: parts.config.console.ping_interval * 1000,
       health,
-      ...(opts.connect ? { connect: opts.connect } : {}),
       // In nova mode the target and the instance check come from Nova's rows, not from this node's
       // driver; the port is confirmed by the instance's nova-compute, as nova-novncproxy does.
       ...(parts.driver.prepareConnect && parts.config.porthole.token_source !== 'nova' ? { prepareConnect: parts.driver.prepareConnect.bind(parts.driver) } : {}),
       ...(parts.novaRpc ? { prepareConnect: consolePortCheck({ rpc: parts.novaRpc, timeoutMs: parts.config.DEFAULT.rpc_response_timeout * 1000 }) } : {}),
-      ...(parts.config.vnc.auth_schemes.every((s) => s === 'none') ? {} : { authSchemes: parts.config.vnc.auth_schemes }),
-      upstreamTls: () => this.#upstreamTls,
-      ...(opts.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: opts.wsHighWaterBytes }),
       ...(parts.tls ? { tls: parts.tls } : {}),
       maxPayloadBytes: parts.config.console.max_message_size,
       refuseVnc: !parts.config.vnc.enabled,
@@ -218,8 +254,12 @@ export class Gateway {
         [
           { prefix: '/', dir: join(packageRoot(), 'web') },
           { prefix: '/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/') },
+          // xterm.js for /serial.html, from its npm packages (never copied into the repo).
+          { prefix: '/xterm/', dir: packageDirOf('@xterm/xterm'), include: (rel) => rel === 'lib/xterm.mjs' || rel === 'css/xterm.css' },
+          { prefix: '/xterm-addon-fit/', dir: packageDirOf('@xterm/addon-fit'), include: (rel) => rel === 'lib/addon-fit.mjs' },
         ],
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
+        ['/serial.html'],
       );
       const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
       return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, options, tls, upstreamTls, novaRpc });
@@ -277,8 +317,8 @@ export class Gateway {
           `${what} cannot listen on ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
       }
     };
-    const { vnc, api } = this.config;
-    const proxyAddress = await listen('console proxy ([vnc] novncproxy_host/port)', vnc.novncproxy_host, vnc.novncproxy_port, () => this.#proxy.listen());
+    const { api } = this.config;
+    const [proxyAddress, serialAddress] = await this.#proxy.listen();
     if (!this.#proxyOnly) await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
     const apiAddress = this.#proxyOnly ? 'none (proxy only)' : this.#api.server.address();
     this.#purgeTimer = setInterval(() => {
@@ -298,7 +338,9 @@ export class Gateway {
     const fmt = (a: { address: string; port: number }, scheme = 'http') => `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
     return {
       api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),
-      proxy: fmt(proxyAddress, cert === '' ? 'http' : 'https'),
+      proxy: fmt(proxyAddress as AddressInfo, cert === '' ? 'http' : 'https'),
+      serialProxy: serialAddress === undefined ? undefined : fmt(serialAddress, cert === '' ? 'ws' : 'wss'),
+      serialBaseUrl: serialAddress === undefined ? undefined : this.config.serial_console.base_url,
       consoleBaseUrl: this.config.vnc.novncproxy_base_url,
     };
   }
@@ -312,6 +354,7 @@ export class Gateway {
     clearInterval(this.#purgeTimer);
     for (const f of this.#watchedFiles) unwatchFile(f);
     await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
+    for (const handler of this.#handlers.values()) handler.close();
     await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }
 }

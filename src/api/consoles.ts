@@ -11,7 +11,10 @@ export interface ConsoleRequest {
 }
 
 export interface MintedConsole {
+  /** What Nova returns: the VNC console page, or the serial console's WebSocket URL. */
   readonly url: string;
+  /** Serial consoles: the browser page (xterm.js) for the same token. */
+  readonly page_url?: string | undefined;
   readonly token: string;
   readonly expires_at: string;
   readonly instance: string;
@@ -23,7 +26,10 @@ export interface MintedConsole {
 export interface ConsoleServiceOptions {
   readonly driver: ComputeDriver;
   readonly store: TokenStore;
+  /** `[vnc] novncproxy_base_url`: the VNC page. */
   readonly baseUrl: string;
+  /** `[serial_console] enabled`: its `base_url` (WebSocket) and the serial page on the console proxy; absent: serial refused. */
+  readonly serial?: { readonly baseUrl: string; readonly pageUrl: string } | undefined;
   readonly tokenTtlMs: number;
   /** `[vnc] enabled`: false refuses VNC consoles (Nova's meaning). */
   readonly vncEnabled: boolean;
@@ -34,7 +40,7 @@ export interface ConsoleServiceOptions {
 }
 
 /** Supported protocol → console types (the ones this version can serve). */
-export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'] };
+export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'], serial: ['serial'] };
 
 /** `base?token=…`, keeping any query the operator put in the base URL. */
 export function consoleUrl(baseUrl: string, token: string): string {
@@ -65,7 +71,11 @@ export class ConsoleService {
     this.#refuseInNovaMode();
     if (!(SUPPORTED_CONSOLES[request.protocol] ?? []).includes(request.type)) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
-        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc)`);
+        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc, serial/serial)`);
+    }
+    const serial = this.#o.serial;
+    if (request.protocol === 'serial' && serial === undefined) {
+      throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'serial consoles are disabled on this gateway ([serial_console] enabled = false)');
     }
     if (request.protocol === 'vnc' && !this.#o.vncEnabled) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
@@ -79,10 +89,11 @@ export class ConsoleService {
       consoleType: request.type,
       host: target.host,
       port: target.port,
-      accessUrlBase: this.#o.baseUrl,
+      accessUrlBase: serial === undefined || target.protocol !== 'serial' ? this.#o.baseUrl : serial.baseUrl,
     }, this.#o.tokenTtlMs);
     return {
-      url: consoleUrl(this.#o.baseUrl, issued.token),
+      url: consoleUrl(serial === undefined || target.protocol !== 'serial' ? this.#o.baseUrl : serial.baseUrl, issued.token),
+      ...(serial === undefined || target.protocol !== 'serial' ? {} : { page_url: consoleUrl(serial.pageUrl, issued.token) }),
       token: issued.token,
       expires_at: new Date(issued.expiresAt).toISOString(),
       instance: target.instance,

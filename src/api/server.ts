@@ -1,6 +1,6 @@
 /**
  * The REST API (fastify factory, no listen): Porthole's own `/v1` routes plus the Nova-compatible
- * `remote-consoles` and `os-getVNCConsole` calls, so existing tooling can point at Porthole.
+ * `remote-consoles`, `os-getVNCConsole` and `os-getSerialConsole` calls, so existing tooling can point at Porthole.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -36,7 +36,8 @@ const consoleBody = {
   properties: {
     instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH },
     protocol: { type: 'string', enum: ['vnc', 'serial'], default: 'vnc' },
-    type: { type: 'string', enum: ['novnc', 'vnc', 'serial'], default: 'novnc' },
+    // Default by protocol: novnc for vnc, serial for serial.
+    type: { type: 'string', enum: ['novnc', 'vnc', 'serial'] },
   },
 } as const;
 
@@ -123,9 +124,12 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     return reply.code(health.ok ? 200 : 503).send(authorized ? health : { ok: health.ok, version: health.version });
   });
 
-  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type: ConsoleType } }>(
+  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType } }>(
     '/v1/consoles', { schema: { body: consoleBody } },
-    async (req, reply) => reply.code(201).send(await options.consoles.mint(req.body)),
+    async (req, reply) => {
+      const { instance, protocol, type } = req.body;
+      return reply.code(201).send(await options.consoles.mint({ instance, protocol, type: type ?? (protocol === 'serial' ? 'serial' : 'novnc') }));
+    },
   );
 
   app.delete<{ Params: { instance: string } }>(
@@ -164,11 +168,14 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.post<{ Params: { id: string }; Body: Record<string, { type?: string } | undefined> }>(
     '/v2.1/servers/:id/action', { schema: { params: novaServerParam } },
     async (req) => {
-      const action = req.body?.['os-getVNCConsole'];
+      const vnc = req.body?.['os-getVNCConsole'];
+      const serial = req.body?.['os-getSerialConsole'];
+      const action = vnc ?? serial;
       if (!action || typeof action.type !== 'string') {
-        throw new PortholeError('PH_ERR_API_BAD_REQUEST', 'only the os-getVNCConsole action is supported: {"os-getVNCConsole": {"type": "novnc"}}');
+        throw new PortholeError('PH_ERR_API_BAD_REQUEST',
+          'only the os-getVNCConsole and os-getSerialConsole actions are supported: {"os-getVNCConsole": {"type": "novnc"}}, {"os-getSerialConsole": {"type": "serial"}}');
       }
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol: 'vnc', type: action.type as ConsoleType });
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol: vnc === undefined ? 'serial' : 'vnc', type: action.type as ConsoleType });
       return { console: { type: minted.type, url: minted.url } };
     },
   );

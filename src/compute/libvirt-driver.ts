@@ -16,6 +16,8 @@ export interface LibvirtDriverOptions {
   readonly virsh: VirshRunner;
   readonly connectionUri: string;
   readonly proxyClientAddress: string;
+  /** `[serial_console] proxyclient_address`: how this host is reached for a serial console bound to a wildcard. */
+  readonly serialProxyClientAddress?: string | undefined;
   readonly logger: Logger;
   readonly pollIntervalMs: number;
   /** Called when a domain with tokens minted here stops or disappears (the gateway revokes its tokens). */
@@ -66,7 +68,7 @@ export class LibvirtDriver implements ComputeDriver {
   async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
     const domain = await this.domain(instance);
     if (domain === undefined) return undefined;
-    const target = protocol === 'serial' ? serialTargetOf(domain, this.#o.proxyClientAddress) : vncTargetOf(domain, this.#o.proxyClientAddress);
+    const target = protocol === 'serial' ? serialTargetOf(domain, this.#o.serialProxyClientAddress ?? this.#o.proxyClientAddress) : vncTargetOf(domain, this.#o.proxyClientAddress);
     this.#watched.set(domain.uuid, domain.name);
     return target;
   }

@@ -63,6 +63,32 @@ export function parseHttpUrl(raw: string): string {
   return url.toString();
 }
 
+/** A ws:// or wss:// URL (nova-serialproxy's `[serial_console] base_url`). */
+export function parseWsUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new Error(`expected an absolute ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new Error(`expected a ws:// or wss:// URL, got scheme ${JSON.stringify(url.protocol)}`);
+  }
+  return url.toString();
+}
+
+/** Nova's `port_range`, `start:stop` (stop exclusive, as Nova walks `range(start, stop)`). */
+export function parsePortRange(raw: string): { readonly start: number; readonly stop: number } {
+  const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(raw);
+  const start = Number(m?.[1]);
+  const stop = Number(m?.[2]);
+  if (m === null || start < 1 || stop > 65536 || start >= stop) {
+    // Nova falls back to the default with a warning; a range that means nothing is an error here.
+    throw new Error(`expected start:stop with 1 ≤ start < stop ≤ 65536, got ${JSON.stringify(raw)}`);
+  }
+  return { start, stop };
+}
+
 /** Comma-separated list (oslo ListOpt); blanks dropped. */
 export function parseList(raw: string): readonly string[] {
   return raw.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
@@ -185,6 +211,17 @@ export const SCHEMA = {
     vencrypt_client_key: option(parseString, '', 'PEM private key for vencrypt_client_cert.'),
     vencrypt_verify_hostname: option(parseBool, true,
       'Require the VNC server\'s certificate to name the address the proxy connects to (Nova does not check this).'),
+  },
+  serial_console: {
+    enabled: option(parseBool, false, 'Serve serial consoles: the WebSocket listener on serialproxy_host:serialproxy_port (as nova-serialproxy) and the /serial.html page on the console proxy.'),
+    base_url: option(parseWsUrl, 'ws://127.0.0.1:6083/',
+      'Public WebSocket URL of the serial listener; the API returns it with ?token=… as the console `url` (as Nova does). Its scheme (ws/wss) decides the Origin scheme accepted.'),
+    serialproxy_host: option(parseHost, '0.0.0.0', 'Address the serial console listener (WebSocket only, as nova-serialproxy) listens on.'),
+    serialproxy_port: option(parseListenPort, 6083, 'Port the serial console listener listens on.'),
+    proxyclient_address: option(parseHost, '127.0.0.1',
+      'The hypervisor\'s management address the proxy uses for serial consoles whose libvirt <source host> is a wildcard (0.0.0.0, ::).'),
+    port_range: option(parsePortRange, { start: 10000, stop: 20000 } as { readonly start: number; readonly stop: number },
+      'Range start:stop (stop exclusive) Nova allocates TCP serial ports from; `porthole audit` flags serial consoles outside it.', '10000:20000'),
   },
   consoleauth: {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),

@@ -1,12 +1,13 @@
 /**
- * The console proxy: one node:http server that serves the console pages and takes WebSocket
- * upgrades (ws in noServer mode, so every check happens before a single WebSocket byte is sent).
- * The target host:port only ever comes from the token store, never from the request.
+ * The console proxy: node:http servers (one per listener: the console proxy with its pages, and
+ * nova-serialproxy's WebSocket-only port) that take WebSocket upgrades (ws in noServer mode, so every
+ * check happens before a single WebSocket byte is sent) and hand accepted ones to a protocol-neutral
+ * session with the protocol's handler. The target host:port only ever comes from the token store.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -15,7 +16,6 @@ import type { ConnectSecrets } from '../compute/driver.js';
 import type { TokenSource } from '../tokens/store.js';
 import type { ConnectInfo } from '../console/types.js';
 import { tokenLogId } from '../tokens/token.js';
-import type { AuthScheme } from '../rfb/handshake.js';
 import type { StaticSite } from '../web/static-site.js';
 import { parseAllowedOrigin, type AllowedOrigin } from '../config/allowed-origin.js';
 import { checkOrigin } from './origin.js';
@@ -24,34 +24,42 @@ import type { TrustedProxies } from './forwarded.js';
 import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBody, setCookieHeader } from './console-cookie.js';
 import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from './request.js';
 import { refuseUpgrade } from './refusal.js';
-import type { UpstreamTls } from './upstream-tls.js';
 import type { SessionRegistry } from '../sessions/registry.js';
-import { ConsoleSession, type ConnectFn, type SessionAuth } from './session.js';
+import type { ProtocolHandler } from '../console/handler.js';
+import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
+import { ConsoleSession, type SessionAuth } from './session.js';
 import { isGuess, passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
-export interface ConsoleProxyOptions {
+/** One address the proxy listens on, and which consoles it serves there. */
+export interface ProxyListener {
+  /** For logs and refusals: "the VNC console proxy ([vnc] novncproxy_host/port)". */
+  readonly name: string;
   readonly host: string;
   readonly port: number;
+  /** Console pages; absent on a WebSocket-only listener (nova-serialproxy's port), which answers 405 to plain GETs. */
+  readonly site?: StaticSite | undefined;
+  /** Console types whose tokens this listener takes. */
+  readonly consoleTypes: readonly ConsoleType[];
+  /** Scheme of the listener's public URL (`novncproxy_base_url`, serial `base_url`), for the Origin scheme when the token is not valid. */
+  readonly defaultScheme: string;
+}
+
+export interface ConsoleProxyOptions {
+  /** Every listener shares the sessions, limits, failure limiter and timers. */
+  readonly listeners: readonly ProxyListener[];
   /** Where tokens are validated: a Porthole store, or Nova's database (read only). */
   readonly store: TokenSource;
   readonly logger: Logger;
-  readonly site: StaticSite;
   readonly allowedOrigins: readonly string[];
   /** Reverse proxies whose X-Forwarded-For/-Host are believed. */
   readonly trustedProxies?: TrustedProxies;
-  /** Scheme of `novncproxy_base_url`, used for the Origin scheme when the token is not valid. */
-  readonly defaultScheme: string;
   readonly connectTimeoutMs: number;
   readonly pingIntervalMs: number;
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
-  readonly connect?: ConnectFn;
+  /** The server side of each protocol this gateway serves (registered by the gateway). */
+  readonly handlers: ReadonlyMap<ConsoleProtocol, ProtocolHandler>;
   /** Connect-time re-check of a valid token's target (the libvirt driver's stale-port guard) and its VNC password, in one look-up. */
   readonly prepareConnect?: (info: ConnectInfo, want: { readonly password: boolean }) => Promise<ConnectSecrets>;
-  /** RFB security proxy schemes; absent for a transparent relay. */
-  readonly authSchemes?: readonly AuthScheme[];
-  /** TLS towards VNC servers (auth scheme vencrypt); read per session so reloads apply. */
-  readonly upstreamTls?: () => UpstreamTls | undefined;
-  readonly wsHighWaterBytes?: number;
   /** `[console] max_message_size`. */
   readonly maxPayloadBytes: number;
   /** Serve TLS (https/wss) with these credentials. */
@@ -90,8 +98,6 @@ function secureContextOptions(tls: ProxyTlsOptions) {
   return { cert: tls.cert, key: tls.key, minVersion: tls.minVersion, ...(tls.ciphers ? { ciphers: tls.ciphers } : {}) };
 }
 
-const defaultConnect: ConnectFn = (target) => netConnect({ host: target.host, port: target.port, noDelay: true, onread: target.onread });
-
 /** Reject an upgrade with a real HTTP answer and drop the socket (ws's abortHandshake). */
 function abortHandshake(socket: Duplex, status: number, code: string, message: string): void {
   if (!socket.writable) {
@@ -116,10 +122,9 @@ export function clientErrorAnswer(code: string | undefined): [number, string] {
 export class ConsoleProxy {
   readonly #options: ConsoleProxyOptions;
   readonly #logger: Logger;
-  readonly #server: Server;
+  readonly #servers: readonly Server[];
   readonly #wss: WebSocketServer;
   readonly #sessions: SessionRegistry<ConsoleSession>;
-  readonly #connect: ConnectFn;
   #heartbeat: NodeJS.Timeout | undefined;
   #limitsTimer: NodeJS.Timeout | undefined;
   #recheckTimer: NodeJS.Timeout | undefined;
@@ -135,7 +140,6 @@ export class ConsoleProxy {
     this.#options = options;
     this.#sessions = options.sessions;
     this.#logger = options.logger;
-    this.#connect = options.connect ?? defaultConnect;
     this.#limits = options.limits;
     this.#failures = new FailureLimiter(this.#limits.maxFailedTokens);
     this.#allowedOrigins = options.allowedOrigins.map(parseAllowedOrigin);
@@ -146,8 +150,13 @@ export class ConsoleProxy {
       maxPayload: options.maxPayloadBytes,
       handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
     });
+    this.#servers = options.listeners.map((listener) => this.#createServer(listener));
+  }
+
+  #createServer(listener: ProxyListener): Server {
+    const options = this.#options;
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-      this.#onRequest(req, res).catch((err: unknown) => this.#onRequestError(res, err));
+      this.#onRequest(listener, req, res).catch((err: unknown) => this.#onRequestError(res, err));
     };
     // Slowloris: a client must finish its request headers (upgrades included) within the handshake timeout.
     const httpOptions = {
@@ -155,49 +164,34 @@ export class ConsoleProxy {
       requestTimeout: this.#limits.handshakeTimeoutMs + 1000,
       connectionsCheckingInterval: Math.min(1000, this.#limits.handshakeTimeoutMs),
     };
-    this.#server = options.tls ? createHttpsServer({ ...httpOptions, ...secureContextOptions(options.tls) }, onRequest) : createServer(httpOptions, onRequest);
-    this.#server.on('tlsClientError', (err: Error) => this.#logger.debug({ err: err.message }, 'TLS handshake failed'));
-    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      this.#onUpgrade(req, socket, head).catch((err: unknown) => {
+    const server = options.tls ? createHttpsServer({ ...httpOptions, ...secureContextOptions(options.tls) }, onRequest) : createServer(httpOptions, onRequest);
+    server.on('tlsClientError', (err: Error) => this.#logger.debug({ err: err.message }, 'TLS handshake failed'));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.#onUpgrade(listener, req, socket, head).catch((err: unknown) => {
         this.#logger.error({ err }, 'upgrade failed');
         abortHandshake(socket, 500, 'PH_ERR_INTERNAL', 'internal error');
       });
     });
-    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       const [status, message] = clientErrorAnswer(err.code);
       abortHandshake(socket, status, 'PH_ERR_API_BAD_REQUEST', message);
     });
+    return server;
   }
 
   /** Swap the TLS certificate for new connections; open consoles keep theirs. */
   setTls(tls: ProxyTlsOptions): void {
-    (this.#server as HttpsServer).setSecureContext(secureContextOptions(tls));
+    for (const server of this.#servers) (server as HttpsServer).setSecureContext(secureContextOptions(tls));
   }
 
   get sessionCount(): number {
     return this.#sessions.size;
   }
 
-  async listen(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#options.port, this.#options.host, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    // After listen, an 'error' is a failed accept (EMFILE when the open-files limit is reached).
-    // Logged, at most once a second with a count, instead of an unhandled 'error' event.
-    let lastLogged = 0;
-    let unlogged = 0;
-    this.#server.on('error', (err: NodeJS.ErrnoException) => {
-      unlogged++;
-      if (Date.now() - lastLogged < 1000) return;
-      lastLogged = Date.now();
-      this.#logger.error({ code: err.code === 'EMFILE' || err.code === 'ENFILE' ? 'PH_ERR_PROXY_FD_EXHAUSTED' : 'PH_ERR_INTERNAL', errno: err.code, failures: unlogged },
-        `accepting connections failed: ${err.message}`);
-      unlogged = 0;
-    });
+  /** Listen on every listener, in order; the addresses in the same order. */
+  async listen(): Promise<AddressInfo[]> {
+    const addresses: AddressInfo[] = [];
+    for (const [i, server] of this.#servers.entries()) addresses.push(await this.#listenOne(server, this.#options.listeners[i] as ProxyListener));
     this.#heartbeat = setInterval(() => {
       for (const s of this.#sessions) s.heartbeat();
     }, this.#options.pingIntervalMs);
@@ -213,7 +207,35 @@ export class ConsoleProxy {
       this.#recheckTimer = setInterval(() => void this.#recheckTokens(), this.#limits.tokenRecheckMs);
       this.#recheckTimer.unref();
     }
-    return this.#server.address() as AddressInfo;
+    return addresses;
+  }
+
+  async #listenOne(server: Server, listener: ProxyListener): Promise<AddressInfo> {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(listener.port, listener.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      throw new PortholeError('PH_ERR_LISTEN_FAILED',
+        `${listener.name} cannot listen on ${listener.host}:${listener.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+    // After listen, an 'error' is a failed accept (EMFILE when the open-files limit is reached).
+    // Logged, at most once a second with a count, instead of an unhandled 'error' event.
+    let lastLogged = 0;
+    let unlogged = 0;
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      unlogged++;
+      if (Date.now() - lastLogged < 1000) return;
+      lastLogged = Date.now();
+      this.#logger.error({ code: err.code === 'EMFILE' || err.code === 'ENFILE' ? 'PH_ERR_PROXY_FD_EXHAUSTED' : 'PH_ERR_INTERNAL', errno: err.code, failures: unlogged },
+        `accepting connections failed: ${err.message}`);
+      unlogged = 0;
+    });
+    return server.address() as AddressInfo;
   }
 
   /** Revocation fast path: close this node's open consoles of these instance names/UUIDs with 4004. */
@@ -242,9 +264,10 @@ export class ConsoleProxy {
     }
   }
 
-  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method === 'POST' && splitTarget(req.url ?? '/').path === EXCHANGE_PATH) {
-      await this.#exchangeTokenForCookie(req, res);
+  async #onRequest(listener: ProxyListener, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const site = listener.site;
+    if (site !== undefined && req.method === 'POST' && splitTarget(req.url ?? '/').path === EXCHANGE_PATH) {
+      await this.#exchangeTokenForCookie(listener, req, res);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -260,7 +283,13 @@ export class ConsoleProxy {
       res.end(JSON.stringify({ ok: health.ok, version: health.version }));
       return;
     }
-    if (this.#options.site.serve(req, res)) return;
+    if (site === undefined) {
+      // nova-serialproxy's port: WebSocket upgrades only, as websockify answers without a web directory.
+      res.writeHead(405, { Allow: 'Upgrade', 'Content-Type': 'application/json', 'Referrer-Policy': 'no-referrer' });
+      res.end(JSON.stringify({ code: 'PH_ERR_API_BAD_REQUEST', message: 'this port takes WebSocket connections only (?token=…, subprotocol binary); the console page is served by the console proxy' }));
+      return;
+    }
+    if (site.serve(req, res)) return;
     res.writeHead(404, { 'Content-Type': 'application/json', 'Referrer-Policy': 'no-referrer' });
     res.end(JSON.stringify({ code: 'PH_ERR_API_NOT_FOUND', message: 'not found' }));
   }
@@ -269,7 +298,7 @@ export class ConsoleProxy {
    * The console page's token → cookie swap (see console-cookie.ts). Only for browsers on an allowed
    * Origin; failed tokens count towards the per-address limit like failed upgrades.
    */
-  async #exchangeTokenForCookie(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #exchangeTokenForCookie(listener: ProxyListener, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const reply = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer', ...headers });
       res.end(JSON.stringify(body));
@@ -283,7 +312,7 @@ export class ConsoleProxy {
     }
     const verdict = req.headers.origin === undefined
       ? { ok: false as const, reason: 'the token exchange is for browsers: Origin header required' }
-      : this.#checkOrigin(req, this.#options.defaultScheme);
+      : this.#checkOrigin(req, listener.defaultScheme);
     if (!verdict.ok) {
       req.resume();
       refuse(new PortholeError('PH_ERR_ORIGIN_FORBIDDEN', verdict.reason));
@@ -310,7 +339,7 @@ export class ConsoleProxy {
       return;
     }
     const path = newConsolePath(pageDirectory);
-    const secure = this.#options.tls !== undefined || this.#options.defaultScheme === 'https:';
+    const secure = this.#options.tls !== undefined || listener.defaultScheme === 'https:';
     const maxAgeSeconds = Number.isFinite(lookup.expiresAt) ? (lookup.expiresAt - Date.now()) / 1000 : 600;
     reply(200, { path }, { 'Set-Cookie': setCookieHeader({ token: token as string, path, maxAgeSeconds, secure }) });
   }
@@ -358,7 +387,7 @@ export class ConsoleProxy {
 
   async #verify(connectInfo: ConnectInfo, expiresAt: number | undefined): Promise<SessionAuth> {
     try {
-      const password = this.#options.authSchemes?.includes('vnc') === true || this.#options.authSchemes?.includes('vencrypt') === true;
+      const password = this.#options.handlers.get(connectInfo.protocol)?.wantsPassword === true;
       const secrets = await this.#options.prepareConnect?.(connectInfo, { password });
       return { ok: true, connectInfo, expiresAt, vncPassword: secrets?.vncPassword };
     } catch (err) {
@@ -385,7 +414,7 @@ export class ConsoleProxy {
   }
 
   /** The upgrade gate's checks, bound to this request and this proxy's state. */
-  #gateDeps(req: IncomingMessage): UpgradeGateDeps {
+  #gateDeps(listener: ProxyListener, req: IncomingMessage): UpgradeGateDeps {
     return {
       acquire: (remote) => this.#failures.acquire(remote),
       release: (remote, guessed) => this.#failures.release(remote, guessed),
@@ -393,7 +422,8 @@ export class ConsoleProxy {
       lookup: (token) => this.#lookup(token),
       acceptsConsole: (info) => {
         // Nova does not check this: a serial token on the VNC proxy would be relayed raw.
-        if (info.consoleType !== 'novnc') return new PortholeError('PH_ERR_TOKEN_CONSOLE_TYPE', `this token is for a ${info.consoleType} console; this is the VNC console proxy`);
+        if (!listener.consoleTypes.includes(info.consoleType)) return new PortholeError('PH_ERR_TOKEN_CONSOLE_TYPE', `this token is for a ${info.consoleType} console; this is ${listener.name}`);
+        if (!this.#options.handlers.has(info.protocol)) return new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', `${info.protocol} consoles are not enabled on this gateway`);
         if (this.#options.refuseVnc === true && info.protocol === 'vnc') return new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
         return undefined;
       },
@@ -402,7 +432,7 @@ export class ConsoleProxy {
     };
   }
 
-  async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async #onUpgrade(listener: ProxyListener, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', (err) => this.#logger.debug({ err: err.message }, 'upgrade socket error'));
     if (this.#draining) {
       abortHandshake(socket, 503, 'PH_ERR_SHUTTING_DOWN', 'console proxy is shutting down');
@@ -421,7 +451,7 @@ export class ConsoleProxy {
       token: token === undefined ? undefined : tokenLogId(token),
       remote,
     });
-    const verdict = await passUpgradeGate(this.#gateDeps(req), token, remote);
+    const verdict = await passUpgradeGate(this.#gateDeps(listener, req), token, remote);
     if (!verdict.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
       const { error } = verdict;
@@ -452,14 +482,11 @@ export class ConsoleProxy {
         ws,
         token: token as string,
         logger,
-        connect: this.#connect,
+        handler: this.#options.handlers.get(accepted.connectInfo.protocol) as ProtocolHandler,
         connectTimeoutMs: this.#options.connectTimeoutMs,
-        ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
         onClosed: (s) => this.#sessions.remove(s),
         remote,
-        ...(this.#options.authSchemes === undefined ? {} : { authSchemes: this.#options.authSchemes }),
         handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
-        ...(this.#options.upstreamTls === undefined ? {} : { upstreamTls: this.#options.upstreamTls }),
       });
       this.#sessions.add(session);
       session.begin(accepted);
@@ -475,8 +502,8 @@ export class ConsoleProxy {
     clearInterval(this.#heartbeat);
     clearInterval(this.#limitsTimer);
     clearInterval(this.#recheckTimer);
-    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeIdleConnections();
+    const serversClosed = Promise.all(this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const server of this.#servers) server.closeIdleConnections();
     const deadline = Date.now() + graceMs;
     while (this.#sessions.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
@@ -485,8 +512,8 @@ export class ConsoleProxy {
     const closeDeadline = Date.now() + 2000;
     while (this.#sessions.size > 0 && Date.now() < closeDeadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.#sessions) s.destroy();
-    this.#server.closeAllConnections();
-    await serverClosed;
+    for (const server of this.#servers) server.closeAllConnections();
+    await serversClosed;
     this.#wss.close();
   }
 }

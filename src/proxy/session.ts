@@ -1,18 +1,16 @@
 /**
- * One console connection, from the accepted upgrade to the last byte: a small state machine with a
- * single failure exit (noVNC's `_fail`), so every way a console ends closes the WebSocket with the
- * code that says why, and releases the TCP side and timers exactly once.
+ * One console connection, from the accepted upgrade to the last byte, whatever the protocol: a
+ * small state machine with a single failure exit (noVNC's `_fail`), so every way a console ends
+ * closes the WebSocket with the code that says why, and releases the server side (the protocol
+ * handler's attachment) and timers exactly once.
  */
 import { channel } from 'node:diagnostics_channel';
-import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
-import { closeReasonFor, isPortholeError, PortholeError } from '../errors.js';
-import { ClientHandshake, ServerHandshake, type AuthScheme } from '../rfb/handshake.js';
+import type { ConsoleAttachment, ConsoleLink, ProtocolHandler } from '../console/handler.js';
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
+import { closeReasonFor, PortholeError } from '../errors.js';
 import type { RegisteredSession, SessionInfo } from '../sessions/registry.js';
-import { Relay } from './relay.js';
-import { describeTlsError, startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
 
 export type SessionState = 'authenticating' | 'connecting' | 'negotiating' | 'relaying' | 'closing' | 'closed';
 
@@ -25,17 +23,11 @@ const ALLOWED: Readonly<Record<SessionState, readonly SessionState[]>> = {
   closed: [],
 };
 
-/** Largest answer header to Nova's internal_access_path CONNECT. */
-const MAX_TUNNEL_HEADER_BYTES = 4096;
-
 /** Browser bytes kept while the console is still connecting or negotiating; more is a protocol error. */
 export const MAX_EARLY_BYTES = 64 * 1024;
 
 export const sessionOpenChannel = channel('porthole:session:open');
 export const sessionCloseChannel = channel('porthole:session:close');
-
-/** Opens the VNC-side socket; must pass `onread` through to net.connect (the relay reads with it). */
-export type ConnectFn = (target: { host: string; port: number; onread: OnReadOpts }) => Socket;
 
 export interface ConsoleSessionOptions {
   readonly id: string;
@@ -45,16 +37,12 @@ export interface ConsoleSessionOptions {
   readonly logger: Logger;
   /** The browser's address (after trusted forwarded headers), for the session list. */
   readonly remote: string;
-  readonly connect: ConnectFn;
+  /** The server side, chosen by the token's protocol. */
+  readonly handler: ProtocolHandler;
   readonly connectTimeoutMs: number;
-  readonly wsHighWaterBytes?: number;
-  readonly onClosed: (session: ConsoleSession) => void;
-  /** RFB security proxy: authenticate to the VNC server with one of these, offer the browser None. Absent: transparent relay. */
-  readonly authSchemes?: readonly AuthScheme[];
-  /** Limit for the whole RFB handshake (both sides). */
+  /** Limit for the protocol's own handshake once connected. */
   readonly handshakeTimeoutMs: number;
-  /** TLS towards VNC servers for auth scheme vencrypt (read per session: certificates can be reloaded). */
-  readonly upstreamTls?: () => UpstreamTls | undefined;
+  readonly onClosed: (session: ConsoleSession) => void;
 }
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
@@ -81,11 +69,9 @@ export class ConsoleSession implements RegisteredSession {
   readonly #ws: WebSocket;
   #logger: Logger;
   readonly #options: ConsoleSessionOptions;
-  #tcp: Socket | undefined;
-  /** The TLS layer over #tcp after a VeNCrypt upgrade; relaying and handshake writes go through it. */
-  #tls: Socket | undefined;
-  #relay: Relay | undefined;
-  #connectTimer: NodeJS.Timeout | undefined;
+  #attachment: ConsoleAttachment | undefined;
+  /** The connect timeout, then the handshake timeout. */
+  #timer: NodeJS.Timeout | undefined;
   #expiresAt = Infinity;
   #lastBytes = 0;
   #lastActivityAt = Date.now();
@@ -117,8 +103,8 @@ export class ConsoleSession implements RegisteredSession {
   info(): SessionInfo {
     return {
       id: this.id, instance: this.#instance, protocol: this.#protocol, remote: this.#options.remote,
-      started: new Date(this.startedAt).toISOString(), bytesToClient: this.#relay?.bytesToClient ?? 0,
-      bytesToServer: this.#relay?.bytesToServer ?? 0, state: this.#state,
+      started: new Date(this.startedAt).toISOString(), bytesToClient: this.#attachment?.bytesToClient ?? 0,
+      bytesToServer: this.#attachment?.bytesToServer ?? 0, state: this.#state,
     };
   }
 
@@ -156,177 +142,42 @@ export class ConsoleSession implements RegisteredSession {
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');
     this.#ws.on('message', this.#onEarlyMessage);
-    this.#relay = new Relay({
-      ws: this.#ws,
-      ...(this.#options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: this.#options.wsHighWaterBytes }),
-      onProtocolError: () => this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary'),
-    });
-    const tcp = this.#options.connect({ host: info.host, port: info.port, onread: this.#relay.onread });
-    this.#tcp = tcp;
-    tcp.setNoDelay(true);
-    tcp.pause();
-    this.#connectTimer = setTimeout(() => {
-      this.fail(new PortholeError('PH_ERR_UPSTREAM_TIMEOUT',
-        `VNC server ${info.host}:${info.port} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
+    const what = `${info.protocol === 'vnc' ? 'VNC server' : `${info.protocol} console`} ${info.host}:${info.port}`;
+    this.#timer = setTimeout(() => {
+      this.fail(new PortholeError('PH_ERR_UPSTREAM_TIMEOUT', `${what} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);
-    tcp.once('connect', () => {
-      const next = (leftover?: Buffer) => {
-        if (this.#options.authSchemes === undefined) this.#onServerConnected(info, leftover);
-        else this.#negotiate(info, auth.vncPassword, leftover);
-      };
-      if (info.internalAccessPath === undefined) next();
-      else this.#tunnel(info, info.internalAccessPath, next);
-    });
-    tcp.on('error', (err: NodeJS.ErrnoException) => this.#onServerError(err, info));
-    tcp.on('close', () => {
-      if (this.#state === 'negotiating' && this.#tls !== undefined) {
-        // QEMU/GnuTLS hangs up without an alert when it rejects (or misses) the client certificate;
-        // under TLS 1.3 that shows only after the proxy's side of the handshake completed.
-        const configured = this.#options.upstreamTls?.()?.hasClientCertificate === true;
-        this.fail(new PortholeError('PH_ERR_UPSTREAM_TLS',
-          `VNC server ${info.host}:${info.port} closed the connection during the VeNCrypt TLS handshake; it probably requires a client certificate ` +
-          (configured ? 'and did not accept the proxy\'s ([vnc] vencrypt_client_cert is not from a CA it trusts)' : 'and [vnc] vencrypt_client_cert is not set')));
-      } else if (this.#state === 'relaying' || this.#state === 'negotiating') {
-        this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} closed the connection`));
-      }
-    });
-  }
-
-  /**
-   * RFB security proxy: finish the server's handshake (authenticating with the allowed scheme),
-   * then play an RFB server offering only None to the browser, then relay.
-   */
-  /**
-   * Nova's `internal_access_path`: ask the console endpoint for `CONNECT <path>` and require a
-   * 200 in its status line (as nova-novncproxy does), within the connect timeout. What follows the
-   * answer's header belongs to the console and is passed on.
-   */
-  #tunnel(info: ConnectInfo, path: string, next: (leftover?: Buffer) => void): void {
-    const tcp = this.#tcp as Socket;
-    let head = Buffer.alloc(0);
-    this.#relay?.intercept(tcp, (chunk) => {
-      if (this.#state !== 'connecting') return;
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end === -1) {
-        if (head.length > MAX_TUNNEL_HEADER_BYTES) this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `CONNECT ${path} to ${info.host}:${info.port}: no end of header in ${MAX_TUNNEL_HEADER_BYTES} bytes`));
-        return;
-      }
-      const status = head.toString('latin1', 0, head.indexOf('\r\n'));
-      if (!status.includes('200')) {
-        this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `CONNECT ${path} to ${info.host}:${info.port} was answered ${JSON.stringify(status.slice(0, 80))}, not 200`));
-        return;
-      }
-      const rest = head.subarray(end + 4);
-      next(rest.length > 0 ? rest : undefined);
-    });
-    tcp.write(`CONNECT ${path} HTTP/1.1\r\n\r\n`);
-  }
-
-  #negotiate(info: ConnectInfo, password: string | undefined, leftover?: Buffer): void {
-    clearTimeout(this.#connectTimer);
-    if (this.#state !== 'connecting') return;
-    this.#transition('negotiating');
-    const tcp = this.#tcp as Socket;
-    const relay = this.#relay as Relay;
-    const timeoutMs = this.#options.handshakeTimeoutMs;
-    this.#connectTimer = setTimeout(() => this.fail(new PortholeError('PH_ERR_RFB_HANDSHAKE', `RFB handshake did not finish within ${timeoutMs} ms`)), timeoutMs);
-    const server = new ServerHandshake(this.#options.authSchemes ?? ['none'], password);
-    const client = new ClientHandshake();
-    /** Where handshake bytes and, later, the browser's bytes go: the TCP socket, or TLS over it. */
-    let upstream: Socket = tcp;
-    const guard = (fn: () => void) => {
-      try {
-        fn();
-      } catch (err) {
-        this.fail(isPortholeError(err) ? err : new PortholeError('PH_ERR_RFB_HANDSHAKE', (err as Error).message, { cause: err }));
-      }
+    const link: ConsoleLink = {
+      sessionId: this.id,
+      ws: this.#ws,
+      info,
+      vncPassword: auth.vncPassword,
+      logger: this.#logger,
+      takeEarly: () => this.#takeEarly(),
+      negotiating: (timeoutError) => {
+        clearTimeout(this.#timer);
+        if (this.#state !== 'connecting' || !this.#transition('negotiating')) return;
+        this.#timer = setTimeout(() => this.fail(timeoutError), this.#options.handshakeTimeoutMs);
+      },
+      relaying: () => {
+        clearTimeout(this.#timer);
+        if ((this.#state !== 'connecting' && this.#state !== 'negotiating') || !this.#transition('relaying')) return;
+        this.#lastActivityAt = Date.now();
+        this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
+        if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance, protocol: info.protocol });
+      },
+      fail: (err) => this.fail(err),
     };
-    const onClientBytes = (data: RawData, isBinary: boolean) => guard(() => {
-      if (!isBinary) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', 'the browser sent a text frame during the RFB handshake');
-      const step = client.feed(data as Buffer);
-      for (const b of step.send) this.#ws.send(b);
-      if (!step.done) return;
-      this.#ws.off('message', onClientBytes);
-      this.#ws.pause();
-      if (step.rest) upstream.write(step.rest);
-      this.#logger.info({ auth: server.chosen, ...(server.vencryptSubtype === undefined ? {} : { vencryptSubtype: server.vencryptSubtype }) }, 'RFB security negotiated');
-      this.#onServerConnected(info);
-    });
-    let serverDone = false;
-    const onServerBytes = (chunk: Buffer) => guard(() => {
-      if (this.#state !== 'negotiating') return;
-      if (serverDone) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', `the VNC server sent ${chunk.length} bytes before ClientInit`);
-      const step = server.feed(chunk);
-      for (const b of step.send) upstream.write(b);
-      if (step.startTls) {
-        upstream = this.#startTls(info, onServerBytes);
-        return;
-      }
-      if (!step.done) return;
-      serverDone = true;
-      for (const b of client.start()) this.#ws.send(b);
-      const early = this.#takeEarly();
-      this.#ws.on('message', onClientBytes);
-      while (early.length > 0 && this.#state === 'negotiating') onClientBytes(early.shift() as Buffer, true);
-      if (early.length > 0) this.#relay?.replay(early); // after the handshake: the server's (ignored if the session failed)
-    });
-    relay.intercept(tcp, onServerBytes);
-    if (leftover !== undefined) onServerBytes(leftover);
-  }
-
-  /**
-   * VeNCrypt: the clear-text preamble is done; run TLS over the same TCP connection. From here the
-   * TLS socket carries the rest of the handshake and the relay, and its failures (a certificate
-   * that does not verify, a client certificate the server refused) close the console with 4020.
-   */
-  #startTls(info: ConnectInfo, onServerBytes: (chunk: Buffer) => void): Socket {
-    const tls = this.#options.upstreamTls?.();
-    if (tls === undefined) throw new PortholeError('PH_ERR_CONFIG_INVALID', 'auth scheme vencrypt needs [vnc] vencrypt_ca_certs');
-    const tcp = this.#tcp as Socket;
-    tcp.pause();
-    const secure = startUpstreamTls(tcp, info.host, tls);
-    this.#tls = secure;
-    secure.on('data', onServerBytes);
-    secure.on('error', (err: NodeJS.ErrnoException) => {
-      const error = new PortholeError('PH_ERR_UPSTREAM_TLS', `TLS to VNC server ${info.host}:${info.port} failed: ${describeTlsError(err)}`, { cause: err });
-      if (this.#state === 'relaying') this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', error.message, { cause: err }));
-      else this.fail(error);
-    });
-    secure.once('secureConnect', () => {
-      this.#logger.debug({ protocol: secure.getProtocol(), cipher: secure.getCipher().name }, 'TLS to the VNC server established');
-    });
-    return secure;
-  }
-
-  #onServerConnected(info: ConnectInfo, leftover?: Buffer): void {
-    clearTimeout(this.#connectTimer);
-    if (this.#state !== 'connecting' && this.#state !== 'negotiating') return;
-    this.#transition('relaying');
-    this.#lastActivityAt = Date.now();
-    const early = this.#takeEarly();
-    if (this.#tls === undefined) this.#relay?.start(this.#tcp as Socket);
-    else {
-      this.#tls.removeAllListeners('data');
-      this.#relay?.start(this.#tls, 'data');
-    }
-    if (leftover !== undefined && this.#relay !== undefined) {
-      this.#relay.bytesToClient += leftover.length;
-      this.#ws.send(leftover); // console bytes that came with the CONNECT answer
-    }
-    this.#relay?.replay(early);
-    this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
-    if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance });
+    this.#attachment = this.#options.handler.attach(link);
   }
 
   /**
    * A message from the browser before the console is connected. The WebSocket is read during
    * connecting and negotiating so that a browser that leaves is noticed at once (its close ends
-   * the session and the VNC connection); what it sends meanwhile is kept, bounded, and delivered first.
+   * the session and the server connection); what it sends meanwhile is kept, bounded, and delivered first.
    */
   readonly #onEarlyMessage = (data: RawData, isBinary: boolean): void => {
-    if (!isBinary) {
-      this.#closeClient(1003, 'PH_ERR_PROTOCOL: text frames are not accepted, use binary');
+    if (!isBinary && !this.#options.handler.acceptsText) {
+      this.fail(new PortholeError('PH_ERR_PROTOCOL', `the browser sent a text frame; ${this.#protocol ?? 'this'} consoles take binary frames only`));
       return;
     }
     const chunk = data as Buffer; // binaryType 'nodebuffer'
@@ -345,17 +196,6 @@ export class ConsoleSession implements RegisteredSession {
     return early;
   }
 
-  #onServerError(err: NodeJS.ErrnoException, info: ConnectInfo): void {
-    if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-      // Not the VM's fault: "VNC server unreachable" would send the person and the operator the wrong way.
-      this.fail(new PortholeError('PH_ERR_PROXY_FD_EXHAUSTED', `cannot open a connection to ${info.host}:${info.port}: ${err.code} (the proxy's open-files limit is reached)`, { cause: err }));
-    } else if (this.#state === 'connecting') {
-      this.fail(new PortholeError('PH_ERR_UPSTREAM_UNREACHABLE', `cannot connect to VNC server ${info.host}:${info.port}: ${err.code ?? err.message}`, { cause: err }));
-    } else if (this.#state === 'relaying') {
-      this.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `VNC server ${info.host}:${info.port} connection failed: ${err.code ?? err.message}`, { cause: err }));
-    }
-  }
-
   /**
    * Limits tick from the proxy's shared once-a-second timer: idle timeout (no byte either way,
    * read from the relay's counters so the hot path does no timekeeping) and token expiry.
@@ -366,7 +206,7 @@ export class ConsoleSession implements RegisteredSession {
       this.fail(new PortholeError('PH_ERR_SESSION_EXPIRED'));
       return;
     }
-    const bytes = (this.#relay?.bytesToClient ?? 0) + (this.#relay?.bytesToServer ?? 0);
+    const bytes = (this.#attachment?.bytesToClient ?? 0) + (this.#attachment?.bytesToServer ?? 0);
     if (bytes !== this.#lastBytes) {
       this.#lastBytes = bytes;
       this.#lastActivityAt = now;
@@ -419,10 +259,8 @@ export class ConsoleSession implements RegisteredSession {
   }
 
   #releaseServer(): void {
-    clearTimeout(this.#connectTimer);
-    this.#relay?.stop();
-    this.#tls?.destroy();
-    this.#tcp?.destroy();
+    clearTimeout(this.#timer);
+    this.#attachment?.release();
   }
 
   /**
@@ -449,14 +287,14 @@ export class ConsoleSession implements RegisteredSession {
   #finish(): void {
     if (this.#state === 'closed') return;
     this.#transition('closed');
-    const relay = this.#relay;
+    const attachment = this.#attachment;
     this.#logger.info({
       closeCode: this.#closeCode,
       durationMs: Date.now() - this.startedAt,
-      bytesToServer: relay?.bytesToServer ?? 0,
-      bytesToClient: relay?.bytesToClient ?? 0,
+      bytesToServer: attachment?.bytesToServer ?? 0,
+      bytesToClient: attachment?.bytesToClient ?? 0,
     }, 'console session closed');
-    if (sessionCloseChannel.hasSubscribers) sessionCloseChannel.publish({ id: this.id, instance: this.#instance, closeCode: this.#closeCode });
+    if (sessionCloseChannel.hasSubscribers) sessionCloseChannel.publish({ id: this.id, instance: this.#instance, protocol: this.#protocol, closeCode: this.#closeCode });
     this.#options.onClosed(this);
   }
 }

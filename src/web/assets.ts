@@ -19,3 +19,8 @@ export function packageRoot(fromUrl: string = import.meta.url): string {
 export function novncRoot(): string {
   return dirname(dirname(fileURLToPath(import.meta.resolve('@novnc/novnc'))));
 }
+
+/** A package's directory from its resolvable entry point `lib/<file>` (xterm.js and its addons). */
+export function packageDirOf(entry: string): string {
+  return dirname(dirname(fileURLToPath(import.meta.resolve(entry))));
+}

@@ -20,6 +20,7 @@ export interface StaticMount {
 interface StaticFile {
   readonly body: Buffer;
   readonly type: string;
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
@@ -43,6 +44,15 @@ export const STATIC_HEADERS: Readonly<Record<string, string>> = {
   'Cache-Control': 'no-cache',
 };
 
+/**
+ * For pages whose library sets styles with `<style>` elements (xterm.js's DOM renderer sizes rows
+ * and applies the theme that way): inline styles allowed, scripts still only from this origin.
+ */
+export const INLINE_STYLE_HEADERS: Readonly<Record<string, string>> = {
+  ...STATIC_HEADERS,
+  'Content-Security-Policy': (STATIC_HEADERS['Content-Security-Policy'] as string).replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
+};
+
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -62,15 +72,17 @@ export class StaticSite {
 
   /**
    * @param aliases extra URL paths served with another path's content, e.g. '/vnc_auto.html' → '/vnc_lite.html'.
+   * @param inlineStylePages URL paths served with {@link INLINE_STYLE_HEADERS}.
    */
-  static async load(mounts: readonly StaticMount[], aliases: Readonly<Record<string, string>> = {}): Promise<StaticSite> {
+  static async load(mounts: readonly StaticMount[], aliases: Readonly<Record<string, string>> = {}, inlineStylePages: readonly string[] = []): Promise<StaticSite> {
     const files = new Map<string, StaticFile>();
     for (const mount of mounts) {
       for (const full of await walk(mount.dir)) {
         const rel = relative(mount.dir, full).split(sep).join('/');
         const type = CONTENT_TYPES[extname(rel)];
         if (type === undefined || (mount.include && !mount.include(rel))) continue;
-        files.set(mount.prefix + rel, { body: await readFile(full), type });
+        const path = mount.prefix + rel;
+        files.set(path, { body: await readFile(full), type, headers: inlineStylePages.includes(path) ? INLINE_STYLE_HEADERS : STATIC_HEADERS });
       }
     }
     for (const [from, to] of Object.entries(aliases)) {
@@ -94,7 +106,7 @@ export class StaticSite {
     }
     const file = this.#files.get(path);
     if (!file) return false;
-    res.writeHead(200, { ...STATIC_HEADERS, 'Content-Type': file.type, 'Content-Length': file.body.length });
+    res.writeHead(200, { ...file.headers, 'Content-Type': file.type, 'Content-Length': file.body.length });
     res.end(req.method === 'HEAD' ? undefined : file.body);
     return true;
   }

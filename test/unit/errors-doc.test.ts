@@ -18,17 +18,17 @@ test('docs/errors.md lists exactly the codes of src/errors.ts, with the same sta
 });
 
 test('the console page explains every close code a console can end with, ws\'s protocol codes too (regression: 1008, 4400 unknown)', async () => {
-  const page = await readFile('web/porthole-console.js', 'utf8');
+  const page = await readFile('web/console-common.js', 'utf8');
   const explained = new Set([...page.matchAll(/^\s+(\d{4}): '/gm)].map((m) => Number(m[1])));
   const apiOnly = new Set([4401, 4404, 4409]); // API refusals: never a WebSocket close
   for (const code of codes) {
     const ws = ERROR_CATALOGUE[code].wsCloseCode;
     if (apiOnly.has(ws)) continue;
-    assert.ok(explained.has(ws), `${code} (${ws}) has no sentence in web/porthole-console.js`);
+    assert.ok(explained.has(ws), `${code} (${ws}) has no sentence in web/console-common.js`);
   }
   const doc = await readFile('docs/errors.md', 'utf8');
   for (const ws of [1002, 1003, 1007, 1008, 1009]) {
-    assert.ok(explained.has(ws), `close code ${ws} (sent by ws) has no sentence in web/porthole-console.js`);
+    assert.ok(explained.has(ws), `close code ${ws} (sent by ws) has no sentence in web/console-common.js`);
     assert.ok(doc.includes(`\`${ws}\``), `docs/errors.md does not mention ${ws}`);
   }
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { ClientHandshake, ServerHandshake, type StepResult } from '../../src/rfb/handshake.js';
-import { vncAuthResponse } from '../../src/rfb/vnc-auth.js';
+import { ClientHandshake, ServerHandshake, type StepResult } from '../../src/protocols/vnc/handshake.js';
+import { vncAuthResponse } from '../../src/protocols/vnc/vnc-auth.js';
 
 const V38 = Buffer.from('RFB 003.008\n');
 const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };

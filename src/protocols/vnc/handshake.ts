@@ -9,7 +9,7 @@
  * length field is bounded; a hostile peer gets PH_ERR_RFB_HANDSHAKE, never a hang or a huge buffer.
  * RFC 6143 §7.1–7.2.
  */
-import { PortholeError } from '../errors.js';
+import { PortholeError } from '../../errors.js';
 import { ByteQueue } from './byte-queue.js';
 import { vncAuthResponse } from './vnc-auth.js';
 

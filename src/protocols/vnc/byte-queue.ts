@@ -1,5 +1,5 @@
 /** A bounded byte queue for resumable protocol parsing ("need more bytes" → wait for the next chunk). */
-import { PortholeError } from '../errors.js';
+import { PortholeError } from '../../errors.js';
 
 export class ByteQueue {
   #buf = Buffer.alloc(0);

@@ -1,5 +1,5 @@
 /**
- * The hot path: bytes between a browser's WebSocket and a VNC server's TCP socket, with
+ * The hot path: bytes between a browser's WebSocket and a console server's TCP socket, with
  * backpressure both ways. Written by hand (not stream.pipeline over a WebSocket duplex) to keep
  * per-chunk work minimal:
  * - the VNC side is read with `onread` into one reusable buffer per session, bypassing the Readable
@@ -32,7 +32,9 @@ const SEND_BINARY = Object.freeze({ binary: true, compress: false, fin: true });
 export interface RelayOptions {
   readonly ws: WebSocket;
   readonly wsHighWaterBytes?: number;
-  /** A text frame arrived (the 'binary' subprotocol carries only binary frames). */
+  /** Relay text frames' bytes like binary ones (serial: xterm.js's attach addon sends text). */
+  readonly acceptText?: boolean;
+  /** A text frame arrived and text is not accepted (RFB is binary only). */
   readonly onProtocolError: () => void;
 }
 
@@ -42,6 +44,7 @@ export class Relay {
   readonly #ws: WebSocket;
   readonly #highWater: number;
   readonly #onProtocolError: () => void;
+  readonly #acceptText: boolean;
   #tcp: Socket | undefined;
   #readBuffer: Buffer | undefined;
   #tcpPausedByUs = false;
@@ -55,6 +58,7 @@ export class Relay {
     this.#ws = options.ws;
     this.#highWater = options.wsHighWaterBytes ?? DEFAULT_WS_HIGH_WATER_BYTES;
     this.#onProtocolError = options.onProtocolError;
+    this.#acceptText = options.acceptText === true;
     this.onread = { buffer: this.#nextReadBuffer, callback: this.#onServerRead };
   }
 
@@ -100,7 +104,7 @@ export class Relay {
 
   /** Browser → VNC server. A full TCP buffer pauses reading from the browser until 'drain'. */
   readonly #onClientMessage = (data: RawData, isBinary: boolean): void => {
-    if (!isBinary) {
+    if (!isBinary && !this.#acceptText) {
       this.#onProtocolError();
       return;
     }
