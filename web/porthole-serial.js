@@ -9,7 +9,7 @@ import { startConsole, statusBar, websocketUrl } from './console-common.js';
 
 const params = new URLSearchParams(window.location.search);
 const { setStatus, showReason, failed } = statusBar(document);
-const encoder = new TextEncoder();
+const encoder = new window.TextEncoder();
 
 const term = new Terminal({ cursorBlink: true, scrollback: 10000, fontFamily: 'monospace', allowProposedApi: false });
 const fit = new FitAddon();

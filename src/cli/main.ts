@@ -30,7 +30,7 @@ export function buildProgram(): Command {
     .argument('<instance>', 'instance name or UUID')
     .addOption(configOption()).addOption(configDirOption())
     .option('--protocol <protocol>', 'console protocol', 'vnc')
-    .option('--type <type>', 'console type', 'novnc')
+    .option('--type <type>', 'console type (default: novnc for vnc, serial for serial)')
     .option('--api <url>', 'API base URL (default from [api] host/port)')
     .option('--json', 'print the whole API answer as JSON')
     .action(consoleUrl);

@@ -1,7 +1,9 @@
 /**
- * `porthole serve --demo`: a throwaway diskless QEMU VM (TCG, 64 MiB, no NIC) whose VNC server
- * listens on loopback only, registered as instance `demo`, so a new user sees a real console with
- * nothing else set up. SeaBIOS shows "No bootable device" on its screen.
+ * `porthole serve --demo`: a throwaway diskless QEMU VM (TCG, 64 MiB, no NIC) whose VNC server and
+ * TCP serial console listen on loopback only, registered as instance `demo`, so a new user sees a
+ * real console with nothing else set up. SeaBIOS shows its boot prompt on the screen and, with
+ * `graphics=off` (SeaBIOS's serial console, no extra package), on the serial port too: ESC there
+ * within the 60 s prompt opens "Select boot device"; then "No bootable device" and a reboot.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
@@ -13,6 +15,10 @@ import { PortholeError } from '../errors.js';
 
 export const DEMO_INSTANCE = 'demo';
 const VNC_BASE_PORT = 5900;
+/** Nova's `[serial_console] port_range` starts here. */
+const SERIAL_BASE_PORT = 10000;
+/** How long SeaBIOS's boot prompt waits for ESC (QEMU caps splash-time at 65535 ms). */
+const BOOT_PROMPT_MS = 60_000;
 
 export async function findExecutable(name: string, pathEnv: string): Promise<string | undefined> {
   for (const dir of pathEnv.split(delimiter)) {
@@ -66,9 +72,14 @@ export async function startDemoVm(logger: Logger, pathEnv: string): Promise<Demo
   while (display < 100 && !(await portFree(VNC_BASE_PORT + display))) display++;
   if (display === 100) throw new PortholeError('PH_ERR_DEMO_UNAVAILABLE', 'no free VNC port in 127.0.0.1:5950-5999 for the demo VM');
   const port = VNC_BASE_PORT + display;
+  let serialPort = SERIAL_BASE_PORT;
+  while (serialPort < SERIAL_BASE_PORT + 100 && !(await portFree(serialPort))) serialPort++;
+  if (serialPort === SERIAL_BASE_PORT + 100) throw new PortholeError('PH_ERR_DEMO_UNAVAILABLE', `no free serial port in 127.0.0.1:${SERIAL_BASE_PORT}-${SERIAL_BASE_PORT + 99} for the demo VM`);
   const child = spawn(qemu, [
-    '-name', 'porthole-demo', '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc', '-accel', 'tcg',
-    '-m', '64', '-vnc', `127.0.0.1:${display}`,
+    '-name', 'porthole-demo', '-display', 'none', '-nodefaults', '-vga', 'std', '-machine', 'pc,graphics=off', '-accel', 'tcg',
+    '-m', '64', '-vnc', `127.0.0.1:${display}`, '-boot', `menu=on,splash-time=${BOOT_PROMPT_MS}`,
+    // QEMU's TCP serial server (as libvirt's <serial type='tcp'> makes): one client at a time, output dropped while none.
+    '-chardev', `socket,id=serial0,host=127.0.0.1,port=${serialPort},server=on,wait=off`, '-serial', 'chardev:serial0',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
@@ -78,9 +89,9 @@ export async function startDemoVm(logger: Logger, pathEnv: string): Promise<Demo
     child.kill('SIGKILL');
     throw new PortholeError('PH_ERR_DEMO_UNAVAILABLE', `demo VM did not start: ${(err as Error).message} ${stderr.trim()}`, { cause: err });
   }
-  logger.info({ pid: child.pid, vnc: `127.0.0.1:${port}` }, 'demo VM started');
+  logger.info({ pid: child.pid, vnc: `127.0.0.1:${port}`, serial: `127.0.0.1:${serialPort}` }, 'demo VM started');
   return {
-    entry: { name: DEMO_INSTANCE, host: '127.0.0.1', port, protocol: 'vnc' },
+    entry: { name: DEMO_INSTANCE, host: '127.0.0.1', port, serialPort, protocol: 'vnc' },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));

@@ -86,3 +86,75 @@ export async function startQemuVncSecured(security: QemuVncSecurity): Promise<{ 
   }
   return { port: 5900 + display, stop };
 }
+
+/** A QEMU guest with VNC and a TCP serial console (SeaBIOS's serial console), resettable over QMP. */
+export interface QemuSerialVm {
+  readonly vncPort: number;
+  readonly serialPort: number;
+  /** `system_reset`: SeaBIOS starts again and offers its boot menu on the serial port for 60 s. */
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** One QMP command on a fresh connection to the monitor socket. */
+async function qmpCommand(path: string, command: string): Promise<string> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let buf = '';
+    let sent = false;
+    s.on('error', reject);
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (!sent && buf.includes('"QMP"')) {
+        sent = true;
+        s.write(`{"execute":"qmp_capabilities"}\n{"execute":${JSON.stringify(command)}}\n`);
+      }
+      if ((buf.match(/"return"|"error"/g) ?? []).length >= 2) {
+        s.end();
+        if (buf.includes('"error"')) reject(new Error(`QMP ${command}: ${buf}`));
+        else resolve(buf);
+      }
+    });
+  });
+}
+
+/**
+ * QEMU as libvirt runs a `<serial type='tcp'>` guest: `-chardev socket,server=on,wait=off` on
+ * loopback (one client at a time, output dropped while none), SeaBIOS's serial console via
+ * `graphics=off`, its boot prompt held 60 s (ESC → "Select boot device"; then 1 → "No bootable device").
+ */
+export async function startQemuSerial(): Promise<QemuSerialVm> {
+  const { rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { freePort } = await import('./net.js');
+  const dir = runTempDir('qemu-serial');
+  const qmpPath = join(dir, 'qmp.sock');
+  const serialPort = await freePort();
+  const vncPort = await freePort();
+  if (vncPort < 5900) throw new Error(`free port ${vncPort} is below 5900; QEMU's -vnc takes a display number`);
+  const child = spawnOwned('qemu-system-x86_64', ['-name', runName('serial'), '-display', 'none', '-nodefaults', '-vga', 'std',
+    '-machine', 'pc,graphics=off', '-accel', 'tcg', '-m', '64', '-vnc', `127.0.0.1:${vncPort - 5900}`,
+    '-boot', 'menu=on,splash-time=60000',
+    '-chardev', `socket,id=serial0,host=127.0.0.1,port=${serialPort},server=on,wait=off`, '-serial', 'chardev:serial0',
+    '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: 'ignore' });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const ok = await qmpCommand(qmpPath, 'query-status').then(() => true, () => false);
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      await stop();
+      throw new Error('QEMU (serial guest) did not start');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { vncPort, serialPort, stop, reset: async () => { await qmpCommand(qmpPath, 'system_reset'); } };
+}

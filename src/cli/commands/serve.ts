@@ -7,7 +7,9 @@ import { createLogger, logFilePath, openLogDestination } from '../../log.js';
 import { CliExit, readConfig, type ConfigArgs } from '../common.js';
 
 export async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
-  await runGateway(readConfig(opts), { demo: opts.demo === true, proxyOnly: false, binary: 'porthole-serve' });
+  // The demo VM has a serial console too: --demo turns serial consoles on so both URLs work.
+  const demo = opts.demo === true ? { extra: { file: '--demo', text: '[serial_console]\nenabled = true\n' } } : {};
+  await runGateway(readConfig(opts, demo), { demo: opts.demo === true, proxyOnly: false, binary: 'porthole-serve' });
 }
 
 export interface NovaProxyArgs extends ConfigArgs {
@@ -65,6 +67,7 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
     : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
   out(`  console proxy: ${addresses.proxy}`);
   out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  if (addresses.serialProxy !== undefined) out(`  serial proxy:  ${addresses.serialProxy} (serial console URLs: ${addresses.serialBaseUrl ?? ''}?token=…)`);
   if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
   if (!mode.proxyOnly) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
@@ -73,9 +76,15 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
   if (fdWarning !== undefined) out(`  WARNING: ${fdWarning}`);
   if (demo) {
     const minted = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'vnc', type: 'novnc' });
-    out(`  demo VM:       ${demo.entry.host}:${demo.entry.port}, instance "${DEMO_INSTANCE}"`);
+    out(`  demo VM:       ${demo.entry.host}:${demo.entry.port} (VNC), ${demo.entry.host}:${demo.entry.serialPort ?? '?'} (serial), instance "${DEMO_INSTANCE}"`);
     out(`Open this console URL in a browser (valid ${config.consoleauth.token_ttl} s; \`porthole console url ${DEMO_INSTANCE}\` mints another):`);
     out(`  ${minted.url}`);
+    if (gateway.config.serial_console.enabled) {
+      const serial = await gateway.consoles.mint({ instance: DEMO_INSTANCE, protocol: 'serial', type: 'serial' });
+      out('Its serial console (press ESC within a minute of the VM\'s boot for SeaBIOS\'s boot menu; the VM reboots every ~2 minutes):');
+      out(`  ${serial.page_url ?? serial.url}`);
+      out(`  WebSocket, as Nova returns it: ${serial.url}`);
+    }
   }
   await new Promise<void>((resolve) => {
     let stopping = false;

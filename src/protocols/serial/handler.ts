@@ -56,7 +56,7 @@ export class SerialHandler implements ProtocolHandler {
     const key = `${host}:${port}:${internalAccessPath ?? ''}`;
     let serial = this.#ports.get(key);
     if (serial === undefined) {
-      serial = new SerialPort(link.info.host, link.info.port, internalAccessPath, this.#options, () => this.#ports.delete(key));
+      serial = new SerialPort(link.info.host, link.info.port, internalAccessPath, this.#options, this.acceptsText, () => this.#ports.delete(key));
       this.#ports.set(key, serial);
     }
     return serial.join(link);
@@ -84,7 +84,11 @@ class SerialPort {
   /** The upstream's write buffer is full: viewers' input waits for 'drain'. */
   #inputPaused = false;
 
-  constructor(host: string, port: number, internalAccessPath: string | undefined, options: SerialHandlerOptions, onEmpty: () => void) {
+  /** Whether viewers' text frames are keystrokes (else the session fails with 1003, as nova-serialproxy). */
+  readonly acceptsText: boolean;
+
+  constructor(host: string, port: number, internalAccessPath: string | undefined, options: SerialHandlerOptions, acceptsText: boolean, onEmpty: () => void) {
+    this.acceptsText = acceptsText;
     this.#what = `serial console ${host}:${port}`;
     this.#highWater = options.wsHighWaterBytes ?? DEFAULT_WS_HIGH_WATER_BYTES;
     this.#scrollback = new Scrollback(options.scrollbackBytes ?? SERIAL_SCROLLBACK_BYTES);
@@ -226,7 +230,13 @@ class SerialViewer implements ConsoleAttachment {
     this.#port.write(data);
   }
 
-  readonly #onMessage = (data: RawData): void => this.onMessage(data as Buffer); // binaryType 'nodebuffer'
+  readonly #onMessage = (data: RawData, isBinary: boolean): void => {
+    if (!isBinary && !this.#port.acceptsText) {
+      this.link.fail(new PortholeError('PH_ERR_PROTOCOL', 'the browser sent a text frame; this serial console takes binary frames only'));
+      return;
+    }
+    this.onMessage(data as Buffer); // binaryType 'nodebuffer'
+  };
 
   release(): void {
     this.live = false;
