@@ -197,7 +197,9 @@ export class Gateway {
       handlers.set('serial', new SerialHandler({ connect, logger: parts.logger.child({ component: 'serial' }), wsHighWaterBytes: opts.wsHighWaterBytes }));
     }
     this.#handlers = handlers;
-    const pageTypes: ConsoleType[] = serial.enabled ? ['novnc', 'serial'] : ['novnc'];
+    // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly
+    // nova-novncproxy (Nova's serial URLs point at the serial listener, as nova-serialproxy's).
+    const pageTypes: ConsoleType[] = serial.enabled && config.porthole.token_source !== 'nova' ? ['novnc', 'serial'] : ['novnc'];
     this.#proxy = new ConsoleProxy({
       listeners: [
         {

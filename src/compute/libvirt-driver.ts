@@ -126,7 +126,8 @@ export class LibvirtDriver implements ComputeDriver {
     const out: InstanceSummary[] = [];
     for (const name of names) {
       const d = await this.domain(name);
-      if (d) out.push({ name: d.name, uuid: d.uuid, state: d.running ? 'running' : 'shut off', protocols: d.graphics.map((g) => g.type) });
+      // A pty-only serial is not listed: it cannot be reached over TCP (minting it answers 409 and says why).
+      if (d) out.push({ name: d.name, uuid: d.uuid, state: d.running ? 'running' : 'shut off', protocols: [...d.graphics.map((g) => g.type), ...(serialConsoleOf(d).kind === 'tcp' ? ['serial'] : [])] });
     }
     return out;
   }

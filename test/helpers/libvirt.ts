@@ -131,18 +131,24 @@ async function waitUntilUsable(uri: string, virsh: TestLibvirt['virsh'], daemon:
   }
 }
 
-export function domainXml(name: string, listen = '127.0.0.1', graphicsAttrs = ''): string {
+/** Extra XML for a test domain: inside `<os>` (SeaBIOS's serial console) and `<devices>` (serial ports). */
+export interface DomainExtras {
+  readonly os?: string;
+  readonly devices?: string;
+}
+
+export function domainXml(name: string, listen = '127.0.0.1', graphicsAttrs = '', extras: DomainExtras = {}): string {
   return `<domain type='qemu'>
   <name>${name}</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>${extras.os ?? ''}</os>
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <graphics type='vnc' autoport='yes' listen='${listen}' ${graphicsAttrs}><listen type='address' address='${listen}'/></graphics>
     <video><model type='vga' vram='16384' heads='1'/></video>
-    <memballoon model='none'/>
+    <memballoon model='none'/>${extras.devices ?? ''}
   </devices>
 </domain>`;
 }
@@ -162,17 +168,17 @@ export class TestDomains {
     return runName(short);
   }
 
-  async define(short: string, listen = '127.0.0.1', graphicsAttrs = ''): Promise<string> {
+  async define(short: string, listen = '127.0.0.1', graphicsAttrs = '', extras: DomainExtras = {}): Promise<string> {
     const name = this.name(short);
     const file = join(this.#dir, `${name}.xml`);
-    await writeFile(file, domainXml(name, listen, graphicsAttrs));
+    await writeFile(file, domainXml(name, listen, graphicsAttrs, extras));
     await this.#libvirt.virsh('define', file);
     this.#names.add(name);
     return (await this.#libvirt.virsh('domuuid', name)).trim();
   }
 
-  async create(short: string, listen = '127.0.0.1', graphicsAttrs = ''): Promise<{ name: string; uuid: string; port: number }> {
-    const uuid = await this.define(short, listen, graphicsAttrs);
+  async create(short: string, listen = '127.0.0.1', graphicsAttrs = '', extras: DomainExtras = {}): Promise<{ name: string; uuid: string; port: number }> {
+    const uuid = await this.define(short, listen, graphicsAttrs, extras);
     const name = this.name(short);
     await this.#libvirt.virsh('start', name);
     return { name, uuid, port: await this.port(short) };

@@ -25,9 +25,9 @@ export interface TestNova {
 /**
  * `tunnelPort`: where tokens with an internal_access_path (Nova's CONNECT tunnel) point.
  * `database`: Nova's [database] connection (SQLAlchemy URL of an existing, empty database);
- * default an SQLite file of the run.
+ * default an SQLite file of the run. `serialPort`: where the `serial` token points.
  */
-export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string, database?: string): Promise<TestNova> {
+export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string, database?: string, serialPort = 10000): Promise<TestNova> {
   const dir = runTempDir('nova');
   const connection = database ?? `sqlite:///${dir}/nova.sqlite`;
   const conf = join(dir, 'nova.conf');
@@ -38,7 +38,7 @@ export async function startTestNova(vncPort: number, tunnelPort: number, novncBa
   // nova-manage is in nova-common; its code is in python3-nova: run it directly.
   await run(PYTHON, ['-c', `import sys; from nova.cmd.manage import main; sys.argv = ['nova-manage', '--config-file', ${JSON.stringify(conf)}, 'db', 'sync', '--local_cell']; sys.exit(main())`],
     { timeout: 120_000 });
-  const { stdout } = await run(PYTHON, [join(process.cwd(), 'test', 'fixtures', 'nova', 'mint.py'), conf, String(vncPort), String(tunnelPort)], { timeout: 60_000 });
+  const { stdout } = await run(PYTHON, [join(process.cwd(), 'test', 'fixtures', 'nova', 'mint.py'), conf, String(vncPort), String(tunnelPort), String(serialPort)], { timeout: 60_000 });
   return {
     dir,
     connection,

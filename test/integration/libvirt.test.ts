@@ -13,6 +13,8 @@ import { startTestLibvirt, TestDomains, type TestLibvirt } from '../helpers/libv
 import { runTempDir } from '../helpers/run.js';
 import { openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
 import { runCli } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
+import { openSerial } from '../helpers/serial-client.js';
 
 const cli = (args: string[]) => runCli(args);
 
@@ -164,6 +166,41 @@ describe('libvirt driver against real libvirtd', () => {
     } finally {
       await g2.close();
       await virsh('destroy', N('locked'));
+    }
+  });
+
+  test('serial: <serial type=\'tcp\'> reached through the proxy (output and input), a pty-only serial → 409 naming virsh console', async () => {
+    const service = await freePort();
+    // As Nova writes it (no <protocol>, libvirt defaults to raw); SeaBIOS prints on it with useserial.
+    await domains.create('tty', '127.0.0.1', '', {
+      os: "<bios useserial='yes'/><bootmenu enable='yes' timeout='60000'/>",
+      devices: `<serial type='tcp'><source mode='bind' host='127.0.0.1' service='${service}'/><target port='0'/></serial>`,
+    });
+    await domains.create('pty', '127.0.0.1', '', { devices: "<serial type='pty'><target port='0'/></serial>" });
+    const serialPort = await freePort();
+    const g2 = await startTestGateway({
+      ini: `[compute]\ndriver = libvirt\n${libvirt.ini}poll_interval = 3600\n[serial_console]\nenabled = true\nserialproxy_host = 127.0.0.1\nserialproxy_port = ${serialPort}\nbase_url = ws://127.0.0.1:${serialPort}/\n`,
+    });
+    try {
+      const listed = (await g2.api('GET', '/v1/instances')).body.instances as Array<{ name: string; protocols?: string[] }>;
+      assert.ok(listed.find((i) => i.name === N('tty'))?.protocols?.includes('serial'), JSON.stringify(listed));
+      const minted = await g2.mint(N('tty'), { protocol: 'serial' });
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      assert.equal(minted.body.url, `ws://127.0.0.1:${serialPort}/?token=${String(minted.body.token)}`);
+      const client = await openSerial(minted.body.url as string);
+      try {
+        client.type('\x1b');
+        await client.waitFor(/Select boot device/);
+      } finally {
+        await client.close();
+      }
+      const pty = await g2.mint(N('pty'), { protocol: 'serial' });
+      assert.equal(pty.status, 409);
+      assert.equal(pty.body.code, 'PH_ERR_INSTANCE_SERIAL_PTY_ONLY');
+      assert.match(String(pty.body.message), /virsh console/);
+    } finally {
+      await g2.close();
+      await Promise.all([virsh('destroy', N('tty')), virsh('destroy', N('pty'))]);
     }
   });
 

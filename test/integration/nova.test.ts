@@ -15,7 +15,9 @@ import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTestNova, type TestNova } from '../helpers/nova.js';
-import { startQemuVnc } from '../helpers/qemu.js';
+import { freePort } from '../helpers/net.js';
+import { startQemuSerial, startQemuVnc, type QemuSerialVm } from '../helpers/qemu.js';
+import { openSerial } from '../helpers/serial-client.js';
 import { startMariadb, startPostgres, startRabbitmq, type RabbitMq } from '../helpers/services.js';
 import { spawnOwned } from '../helpers/run.js';
 import { openConsole } from '../helpers/ws-client.js';
@@ -24,6 +26,8 @@ const run = promisify(execFile);
 
 describe('nova mode: tokens from Nova\'s own database', () => {
   let vm: DemoVm;
+  let serialVm: QemuSerialVm;
+  let serialPort: number;
   let nova: TestNova;
   let gw: TestGateway;
   let tunnel: Server;
@@ -46,6 +50,8 @@ describe('nova mode: tokens from Nova\'s own database', () => {
   before(async () => {
     const rabbitStarted = startRabbitmq() as Promise<RabbitMq & { destroy(): Promise<void> }>;
     vm = await startQemuVnc();
+    serialVm = await startQemuSerial();
+    serialPort = await freePort();
     // A console endpoint behind Nova's internal_access_path: answers CONNECT, then is the VM's VNC.
     tunnel = createServer((client) => {
       client.once('data', (head: Buffer) => {
@@ -63,7 +69,7 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     });
     await new Promise<void>((r) => tunnel.listen(0, '127.0.0.1', r));
     // Nova records its own proxy URL in each token; only its scheme matters to Porthole.
-    nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html');
+    nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html', undefined, serialVm.serialPort);
     rabbit = await rabbitStarted;
     portsFile = join(nova.dir, 'compute-ports.json');
     await setComputePorts(allPorts());
@@ -84,13 +90,15 @@ describe('nova mode: tokens from Nova\'s own database', () => {
       });
       compute.once('exit', (code) => reject(new Error(`compute stand-in exited with ${code}: ${computeErr}`)));
     });
-    gw = await startTestGateway({ ini: `[DEFAULT]\ntransport_url = ${rabbit.transportUrl}\nrpc_response_timeout = 3\n[porthole]\ntoken_source = nova\n[database]\nconnection = ${nova.connection}\n` });
+    gw = await startTestGateway({ ini: `[DEFAULT]\ntransport_url = ${rabbit.transportUrl}\nrpc_response_timeout = 3\n[porthole]\ntoken_source = nova\n[database]\nconnection = ${nova.connection}\n` +
+      `[serial_console]\nenabled = true\nserialproxy_host = 127.0.0.1\nserialproxy_port = ${serialPort}\nbase_url = ws://127.0.0.1:6083/\n` });
   });
   after(async () => {
     await gw?.close();
     compute?.kill('SIGKILL');
     await rabbit?.destroy();
     await vm?.stop();
+    await serialVm?.stop();
     tunnel?.close();
     nova?.destroy();
   });
@@ -121,6 +129,30 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.equal(await code(nova.tokens.moving.token), 4015, 'the instance is migrating: its console moved');
     assert.equal(await code(nova.tokens.serial.token), 4006, 'a serial token on the VNC proxy (Nova relays it raw)');
     assert.equal(await code('not-a-nova-token-at-all-0000000000'), 4002);
+  });
+
+  test('Nova\'s serial tokens on the serial listener (as nova-serialproxy): Nova\'s URL reaches the guest\'s serial port; refusals as Tempest expects', async () => {
+    // Nova's URL (its [serial_console] base_url), pointed at this test's serial listener.
+    const url = nova.tokens.serial.url.replace('ws://127.0.0.1:6083/', `ws://127.0.0.1:${serialPort}/`);
+    assert.match(url, /\?token=/);
+    await serialVm.reset();
+    await new Promise((r) => setTimeout(r, 1500));
+    const client = await openSerial(url, { origin: gw.proxyUrl });
+    try {
+      client.type('\x1b');
+      await client.waitFor(/Select boot device/);
+    } finally {
+      await client.close();
+    }
+    assert.ok(computeCalls.some((c) => c.console_type === 'serial' && String(c.port) === String(serialVm.serialPort)), `nova-compute was asked about the serial port: ${JSON.stringify(computeCalls.slice(-3))}`);
+    const serialWs = (token: string) => `ws://127.0.0.1:${serialPort}/?token=${token}`;
+    // Tempest-style client (no Origin): an empty close frame, as nova-serialproxy's websockify.
+    assert.equal((await openConsole(serialWs('not-a-nova-token-at-all-0000000000'))).closeCode, 1005);
+    assert.equal((await openConsole(serialWs('not-a-nova-token-at-all-0000000000'), { origin: gw.proxyUrl })).closeCode, 4002);
+    assert.equal((await openConsole(serialWs(nova.tokens.novnc.token), { origin: gw.proxyUrl })).closeCode, 4006, 'a VNC token on the serial listener');
+    const plain = await fetch(`http://127.0.0.1:${serialPort}/`);
+    assert.equal(plain.status, 405);
+    await plain.arrayBuffer();
   });
 
   test('internal_access_path: CONNECT <path> first, a 200 required (as Nova); anything else is refused', async () => {

@@ -49,7 +49,10 @@ describe('relay with misbehaving peers', () => {
 
   before(async () => {
     flood = await startFloodServer();
-    gw = await startTestGateway({ ini: '[cache]\nbackend = memory\n', builtin: [{ name: 'flood', host: '127.0.0.1', port: flood.port, protocol: 'vnc' }] });
+    gw = await startTestGateway({
+      ini: '[cache]\nbackend = memory\n[serial_console]\nenabled = true\nserialproxy_host = 127.0.0.1\nserialproxy_port = 0\n',
+      builtin: [{ name: 'flood', host: '127.0.0.1', port: flood.port, serialPort: flood.port, protocol: 'vnc' }],
+    });
   });
 
   after(async () => {
@@ -58,8 +61,8 @@ describe('relay with misbehaving peers', () => {
     await new Promise((r) => flood?.server.close(r));
   });
 
-  async function open(): Promise<WebSocket> {
-    const token = (await gw.mint('flood')).body.token as string;
+  async function open(protocol: 'vnc' | 'serial' = 'vnc'): Promise<WebSocket> {
+    const token = (await gw.mint('flood', { protocol })).body.token as string;
     const ws = new WebSocket(`${gw.wsUrl}?token=${token}`, ['binary'], { origin: gw.proxyUrl, maxPayload: 0 });
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
     return ws;
@@ -85,6 +88,31 @@ describe('relay with misbehaving peers', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(got - before > 1024 * 1024, 'relay resumed after the browser read again');
     ws.terminate();
+  });
+
+  test('serial fan-out: one viewer that stops reading holds the shared upstream back (bounded), the other resumes once it leaves', async () => {
+    const reader = await open('serial');
+    const staller = await open('serial');
+    let got = 0;
+    reader.on('message', (d: Buffer) => { got += d.length; });
+    staller.on('message', () => { /* reads until paused */ });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(got > 1024 * 1024, `serial output flowed (${got} bytes)`);
+    staller.pause();
+    await new Promise((r) => setTimeout(r, 500));
+    const stalledAt = flood.written();
+    const heapBefore = process.memoryUsage().arrayBuffers;
+    await new Promise((r) => setTimeout(r, 1500));
+    const grew = flood.written() - stalledAt;
+    // The slowest viewer sets the pace: without the pause, the proxy would queue the flood for it.
+    assert.ok(grew < 8 * 1024 * 1024, `the guest kept writing ${grew} bytes while a viewer was stalled`);
+    assert.ok(process.memoryUsage().arrayBuffers - heapBefore < 16 * 1024 * 1024, 'proxy buffers stayed bounded');
+    staller.terminate();
+    await new Promise((r) => setTimeout(r, 300));
+    const before = got;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(got - before > 1024 * 1024, 'output resumed for the remaining viewer');
+    reader.terminate();
   });
 
   test('browser → VM bytes arrive in order and count', async () => {
