@@ -22,7 +22,7 @@ import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConsoleSession } from './proxy/session.js';
 import { SessionRegistry } from './sessions/registry.js';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
 import type { ConsoleProtocol, ConsoleType } from './console/types.js';
 import { SerialHandler } from './protocols/serial/handler.js';
@@ -47,8 +47,11 @@ export interface GatewayOptions {
   readonly connect?: ConnectFn;
   /** Override the relay's WebSocket high-water mark (benchmarks and slow-reader tests). */
   readonly wsHighWaterBytes?: number;
-  /** Console proxy only, no API and no API key (`porthole nova-novncproxy`, Nova's proxy binary). */
-  readonly proxyOnly?: boolean;
+  /**
+   * One console listener only, no API and no API key: `vnc` for `porthole nova-novncproxy`, `serial`
+   * for `porthole nova-serialproxy` (Nova's proxy binaries).
+   */
+  readonly proxyOnly?: 'vnc' | 'serial' | undefined;
 }
 
 export interface GatewayAddresses {
@@ -147,6 +150,7 @@ export class Gateway {
   readonly #handlers: ReadonlyMap<ConsoleProtocol, ProtocolHandler>;
   readonly #version: string;
   readonly #proxyOnly: boolean;
+  readonly #serialOnly: boolean;
   #purgeTimer: NodeJS.Timeout | undefined;
   #watchedFiles: string[] = [];
   #upstreamTls: UpstreamTls | undefined;
@@ -183,7 +187,8 @@ export class Gateway {
       consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
     });
     const opts = parts.options;
-    this.#proxyOnly = opts.proxyOnly === true;
+    this.#proxyOnly = opts.proxyOnly !== undefined;
+    this.#serialOnly = opts.proxyOnly === 'serial';
     const config = parts.config;
     const connect = opts.connect ?? defaultConnect;
     const handlers = new Map<ConsoleProtocol, ProtocolHandler>([['vnc', new VncHandler({
@@ -202,11 +207,11 @@ export class Gateway {
     const pageTypes: ConsoleType[] = serial.enabled && config.porthole.token_source !== 'nova' ? ['novnc', 'serial'] : ['novnc'];
     this.#proxy = new ConsoleProxy({
       listeners: [
-        {
+        ...(opts.proxyOnly === 'serial' ? [] : [{
           name: 'the console proxy ([vnc] novncproxy_host/port)', host: config.vnc.novncproxy_host, port: config.vnc.novncproxy_port,
           site: parts.site, consoleTypes: pageTypes, defaultScheme: new URL(config.vnc.novncproxy_base_url).protocol,
-        },
-        ...(serial.enabled && opts.proxyOnly !== true ? [{
+        }]),
+        ...(serial.enabled && opts.proxyOnly !== 'vnc' ? [{
           name: 'the serial console proxy ([serial_console] serialproxy_host/port)', host: serial.serialproxy_host, port: serial.serialproxy_port,
           consoleTypes: ['serial'] as ConsoleType[], defaultScheme: new URL(serial.base_url).protocol,
         }] : []),
@@ -242,7 +247,10 @@ export class Gateway {
   /** Build every component (opens the store, reads the inventory and keys); listens on nothing yet. */
   static async create(options: GatewayOptions): Promise<Gateway> {
     const { config, logger } = options;
-    const apiKeys = options.proxyOnly === true
+    if (options.proxyOnly === 'serial' && !config.serial_console.enabled) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', 'nova-serialproxy needs [serial_console] enabled = true (as Nova\'s nova-serialproxy, which exits without it)');
+    }
+    const apiKeys = options.proxyOnly !== undefined
       ? { keys: [], file: '', generated: false }
       : await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const tls = await readTls(config);
@@ -320,7 +328,10 @@ export class Gateway {
       }
     };
     const { api } = this.config;
-    const [proxyAddress, serialAddress] = await this.#proxy.listen();
+    // Addresses in the order of the listeners: the console proxy (unless serial only), then serial.
+    const addresses = await this.#proxy.listen();
+    const proxyAddress = this.#serialOnly ? undefined : addresses.shift();
+    const serialAddress = addresses.shift();
     if (!this.#proxyOnly) await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
     const apiAddress = this.#proxyOnly ? 'none (proxy only)' : this.#api.server.address();
     this.#purgeTimer = setInterval(() => {
@@ -340,7 +351,7 @@ export class Gateway {
     const fmt = (a: { address: string; port: number }, scheme = 'http') => `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
     return {
       api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),
-      proxy: fmt(proxyAddress as AddressInfo, cert === '' ? 'http' : 'https'),
+      proxy: proxyAddress === undefined ? 'none (serial proxy only)' : fmt(proxyAddress, cert === '' ? 'http' : 'https'),
       serialProxy: serialAddress === undefined ? undefined : fmt(serialAddress, cert === '' ? 'ws' : 'wss'),
       serialBaseUrl: serialAddress === undefined ? undefined : this.config.serial_console.base_url,
       consoleBaseUrl: this.config.vnc.novncproxy_base_url,

@@ -155,6 +155,41 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     await plain.arrayBuffer();
   });
 
+  test('porthole nova-serialproxy: Nova\'s command line and nova.conf, the serial listener only; refused without [serial_console] enabled', async () => {
+    const { spawn } = await import('node:child_process');
+    const { writeFile } = await import('node:fs/promises');
+    const { BIN, runCli } = await import('../helpers/cli.js');
+    const port = await freePort();
+    const conf = join(nova.dir, 'nova-serialproxy.conf');
+    const common = `[DEFAULT]\nstate_path = ${nova.dir}\ntransport_url = ${rabbit.transportUrl}\nrpc_response_timeout = 3\n[database]\nconnection = ${nova.connection}\n`;
+    await writeFile(conf, `${common}[serial_console]\nserialproxy_host = 127.0.0.1\n`);
+    const disabled = await runCli(['nova-serialproxy', '--config-file', conf]);
+    assert.notEqual(disabled.code, 0);
+    assert.match(disabled.stderr, /\[serial_console\] enabled = true/);
+    await writeFile(conf, `${common}[serial_console]\nenabled = true\nserialproxy_host = 127.0.0.1\nserialproxy_port = ${port}\nbase_url = ws://127.0.0.1:6083/\n`);
+    const proxy = spawn(process.execPath, [BIN, 'nova-serialproxy', `--config-file=${conf}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    proxy.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!stdout.includes('serial proxy') && Date.now() < deadline && proxy.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      assert.match(stdout, new RegExp(`serial proxy: +ws://127\\.0\\.0\\.1:${port}`), stdout);
+      assert.doesNotMatch(stdout, /API:|console proxy:/, 'neither the API nor the VNC proxy');
+      await serialVm.reset();
+      await new Promise((r) => setTimeout(r, 1500));
+      const client = await openSerial(`ws://127.0.0.1:${port}/?token=${nova.tokens.serial.token}`);
+      try {
+        client.type('\x1b');
+        await client.waitFor(/Select boot device/);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      proxy.kill('SIGTERM');
+      await new Promise((r) => proxy.once('exit', r));
+    }
+  });
+
   test('internal_access_path: CONNECT <path> first, a 200 required (as Nova); anything else is refused', async () => {
     const out = await openConsole(ws(nova.tokens.tunnel.token), { origin: gw.proxyUrl, wantBytes: 12 });
     assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');

@@ -9,7 +9,7 @@ import { CliExit, readConfig, type ConfigArgs } from '../common.js';
 export async function serve(opts: ConfigArgs & { demo?: boolean }): Promise<void> {
   // The demo VM has a serial console too: --demo turns serial consoles on so both URLs work.
   const demo = opts.demo === true ? { extra: { file: '--demo', text: '[serial_console]\nenabled = true\n' } } : {};
-  await runGateway(readConfig(opts, demo), { demo: opts.demo === true, proxyOnly: false, binary: 'porthole-serve' });
+  await runGateway(readConfig(opts, demo), { demo: opts.demo === true, proxyOnly: undefined, binary: 'porthole-serve' });
 }
 
 export interface NovaProxyArgs extends ConfigArgs {
@@ -29,9 +29,18 @@ export interface NovaProxyArgs extends ConfigArgs {
  * An operator swaps the binary in the unit's ExecStart and nothing else.
  */
 export async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
+  await runNovaProxy(opts, 'vnc', 'nova-novncproxy');
+}
+
+/** Nova's nova-serialproxy, replaced the same way: `[serial_console] serialproxy_host/port`, Nova's serial tokens. */
+export async function novaSerialproxy(opts: NovaProxyArgs): Promise<void> {
+  await runNovaProxy(opts, 'serial', 'nova-serialproxy');
+}
+
+async function runNovaProxy(opts: NovaProxyArgs, consoles: 'vnc' | 'serial', binary: string): Promise<void> {
   if (opts.record !== undefined) throw new CliExit(2, '--record: session recording is not supported yet; remove the option (consoles work without it)');
   if (opts.daemon === true) throw new CliExit(2, '--daemon: porthole does not fork into the background; run it in the foreground under systemd (as Debian\'s nova-novncproxy unit does)');
-  if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC 1.7 from its package)\n`);
+  if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC and xterm.js from their npm packages)\n`);
   const overrides = [
     ...(opts.ssl_only === true ? ['ssl_only = true'] : []),
     ...(opts.cert === undefined ? [] : [`cert = ${opts.cert}`]),
@@ -39,10 +48,10 @@ export async function novaNovncproxy(opts: NovaProxyArgs): Promise<void> {
     ...(opts.debug === true ? ['debug = true'] : []),
   ];
   const extra = overrides.length === 0 ? undefined : { file: '<command line>', text: `[DEFAULT]\n${overrides.join('\n')}\n` };
-  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: true, binary: 'nova-novncproxy' });
+  await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: consoles, binary });
 }
 
-async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: boolean; binary: string }): Promise<void> {
+async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: 'vnc' | 'serial' | undefined; binary: string }): Promise<void> {
   const { config, files } = loaded;
   const logPath = logFilePath(config.DEFAULT.log_file, config.DEFAULT.log_dir, mode.binary);
   const logDestination = openLogDestination(logPath);
@@ -52,7 +61,7 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
   let created: Gateway | undefined;
   let addresses;
   try {
-    created = await Gateway.create({ config, logger, generateApiKey: !mode.proxyOnly, proxyOnly: mode.proxyOnly, builtinInstances: demo ? [demo.entry] : [] });
+    created = await Gateway.create({ config, logger, generateApiKey: mode.proxyOnly === undefined, proxyOnly: mode.proxyOnly, builtinInstances: demo ? [demo.entry] : [] });
     addresses = await created.start();
   } catch (err) {
     await created?.close();
@@ -65,11 +74,13 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
   out(config.porthole.token_source === 'nova'
     ? `  tokens:        Nova's database (${gateway.tokens.identity.replace(/^nova:/, '')}), read only`
     : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
-  out(`  console proxy: ${addresses.proxy}`);
-  out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  if (mode.proxyOnly !== 'serial') {
+    out(`  console proxy: ${addresses.proxy}`);
+    out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
+  }
   if (addresses.serialProxy !== undefined) out(`  serial proxy:  ${addresses.serialProxy} (serial console URLs: ${addresses.serialBaseUrl ?? ''}?token=…)`);
   if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
-  if (!mode.proxyOnly) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
+  if (mode.proxyOnly === undefined) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
   if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
   const fdWarning = fdLimitWarning(config.console.max_sessions, currentOpenFilesLimit());
