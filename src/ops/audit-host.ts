@@ -8,6 +8,8 @@ import { qemuListeners } from './proc-sockets.js';
 export interface HostAuditOptions {
   readonly virsh: VirshRunner;
   readonly serverListen: string;
+  readonly serialPortRange?: { readonly start: number; readonly stop: number } | undefined;
+  readonly serialAddress?: string | undefined;
   readonly procRoot?: string;
 }
 
@@ -43,7 +45,7 @@ export async function auditHost(options: HostAuditOptions): Promise<HostAudit> {
     throw new PortholeError('PH_ERR_LIBVIRT_UNAVAILABLE', `audit cannot read libvirt: ${(err as Error).message}`, { cause: err });
   }
   return {
-    findings: auditFindings({ listeners, domains, serverListen: options.serverListen }),
+    findings: auditFindings({ listeners, domains, serverListen: options.serverListen, serialPortRange: options.serialPortRange, serialAddress: options.serialAddress }),
     domainsChecked: domains.length,
     listenersChecked: listeners.length,
   };

@@ -69,3 +69,24 @@ test('audit: TLS on the -vnc argument counts as auth', () => {
   const f = auditFindings({ listeners: [listener(tls, '10.1.0.5', '10.1.0.5:0,tls-creds=vnc-tls-creds0')], domains: [{ live: tls, persistent: tls }], serverListen: '10.1.0.5' });
   assert.deepEqual(f, []);
 });
+
+test('audit: serial consoles on a wildcard, outside port_range, or on a foreign address; libvirt\'s <console> mirror counted once', () => {
+  const tcp = (element: 'serial' | 'console', host: string, port: number) => ({ element, type: 'tcp', mode: 'bind', host, port });
+  const wild: DomainInfo = { ...dom('wild', '127.0.0.1'), charDevices: [tcp('serial', '0.0.0.0', 10001), tcp('console', '0.0.0.0', 10001)] } as DomainInfo;
+  const far: DomainInfo = { ...dom('far', '127.0.0.1'), charDevices: [tcp('serial', '127.0.0.1', 30000), tcp('console', '127.0.0.1', 30000)] } as DomainInfo;
+  const foreign: DomainInfo = { ...dom('foreign', '127.0.0.1'), charDevices: [tcp('serial', '192.0.2.9', 10002)] } as DomainInfo;
+  const ok: DomainInfo = { ...dom('ok', '127.0.0.1'), charDevices: [tcp('serial', '10.1.0.5', 10003)] } as DomainInfo;
+  const findings = auditFindings({
+    listeners: [{ inode: '2', address: '0.0.0.0', port: 10001, pid: 43, domain: 'wild', uuid: 'wild-uuid', vncArg: undefined }],
+    domains: [wild, far, foreign, ok].map((d) => ({ live: d, persistent: d })),
+    serverListen: '127.0.0.1', serialPortRange: { start: 10000, stop: 20000 }, serialAddress: '10.1.0.5',
+  });
+  assert.deepEqual(findings.map((f) => [f.code, f.domain]), [
+    ['PH_AUDIT_WILDCARD_LISTEN', 'wild'],
+    ['PH_AUDIT_SERIAL_PORT_RANGE', 'far'],
+    ['PH_AUDIT_SERIAL_NOT_LOOPBACK', 'foreign'],
+  ]);
+  assert.match(findings[0]?.message ?? '', /serial console \(no authentication at all\)/);
+  assert.match(findings[0]?.fix ?? '', /<source mode='bind'/);
+  assert.match(findings[1]?.message ?? '', /outside \[serial_console\] port_range 10000:20000/);
+});

@@ -5,7 +5,8 @@ import { readConfig, type ConfigArgs } from '../common.js';
 
 export async function auditCommand(opts: ConfigArgs & { json?: boolean }): Promise<void> {
   const { config } = readConfig(opts);
-  const report = await auditHost({ virsh: createVirshRunner(config.libvirt.connection_uri), serverListen: config.vnc.server_listen });
+  const report = await auditHost({ virsh: createVirshRunner(config.libvirt.connection_uri), serverListen: config.vnc.server_listen,
+    serialPortRange: config.serial_console.port_range, serialAddress: config.serial_console.proxyclient_address });
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else if (report.findings.length === 0) {
