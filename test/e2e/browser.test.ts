@@ -169,7 +169,7 @@ describe('console in a real browser', () => {
     });
   }
 
-  test('a stopped VNC server shows "could not reach the VM\'s VNC server"', async () => {
+  test('a stopped VNC server shows "could not reach the VM\'s console"', async () => {
     const vm2 = await startQemuVnc();
     const g2 = await startTestGateway({ builtin: [{ ...vm2.entry, name: 'gone' }] });
     const tab = await browser.newPage({ viewport: { width: 900, height: 300 } });
@@ -178,7 +178,7 @@ describe('console in a real browser', () => {
       await vm2.stop();
       await tab.goto(url);
       await tab.waitForFunction(() => !(document.getElementById('reason')?.hidden ?? true), null, { timeout: 10_000 });
-      assert.match((await tab.locator('#reason').textContent()) ?? '', /could not reach the VM's VNC server/);
+      assert.match((await tab.locator('#reason').textContent()) ?? '', /could not reach the VM's console \(VNC or serial\)/);
     } finally {
       await tab.close();
       await g2.close();
