@@ -48,6 +48,8 @@ export interface ConsoleAttachment {
 
 export interface ProtocolHandler {
   readonly protocol: ConsoleProtocol;
+  /** The server side as people call it, for messages: `VNC server`, `serial console`. */
+  readonly serverName: string;
   /** May clients send text frames? (RFB is binary only; a serial terminal may send text.) */
   readonly acceptsText: boolean;
   /** Should the proxy ask the driver for the console's VNC password before attaching? */

@@ -142,7 +142,7 @@ export class ConsoleSession implements RegisteredSession {
     this.#logger = this.#logger.child({ instance: info.instance });
     this.#transition('connecting');
     this.#ws.on('message', this.#onEarlyMessage);
-    const what = `${info.protocol === 'vnc' ? 'VNC server' : `${info.protocol} console`} ${info.host}:${info.port}`;
+    const what = `${this.#options.handler.serverName} ${info.host}:${info.port}`;
     this.#timer = setTimeout(() => {
       this.fail(new PortholeError('PH_ERR_UPSTREAM_TIMEOUT', `${what} did not accept the connection within ${this.#options.connectTimeoutMs} ms`));
     }, this.#options.connectTimeoutMs);

@@ -31,7 +31,7 @@ const INFO: ConnectInfo = { instance: 'vm', protocol: 'serial', consoleType: 'se
 function recordingHandler() {
   const seen: { link?: ConsoleLink; released: number; early?: string[] } = { released: 0 };
   const handler: ProtocolHandler = {
-    protocol: 'serial', acceptsText: true, wantsPassword: false,
+    protocol: 'serial', serverName: 'test console', acceptsText: true, wantsPassword: false,
     attach(link): ConsoleAttachment {
       seen.link = link;
       return { bytesToClient: 7, bytesToServer: 3, release: () => { seen.released++; } };

@@ -36,6 +36,7 @@ export interface SerialHandlerOptions {
 
 export class SerialHandler implements ProtocolHandler {
   readonly protocol = 'serial' as const;
+  readonly serverName = 'serial console';
   /** xterm.js's attach addon sends keystrokes as text frames; nova-serialproxy's 1003 for them is not copied. */
   readonly acceptsText = true;
   readonly wantsPassword = false;
@@ -101,7 +102,7 @@ class SerialPort {
       if (internalAccessPath === undefined) this.#open();
       else this.#tunnel(internalAccessPath, host, port);
     });
-    tcp.on('error', (err: NodeJS.ErrnoException) => this.destroy(upstreamSocketError(err, this.#what, this.#state === 'open')));
+    tcp.on('error', (err: NodeJS.ErrnoException) => this.destroy(upstreamSocketError(err, 'serial console', `${host}:${port}`, this.#state === 'open')));
     tcp.on('close', () => this.destroy(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `${this.#what} closed the connection`)));
     tcp.on('drain', () => {
       this.#inputPaused = false;

@@ -25,6 +25,7 @@ export interface VncHandlerOptions {
 
 export class VncHandler implements ProtocolHandler {
   readonly protocol = 'vnc' as const;
+  readonly serverName = 'VNC server';
   readonly acceptsText = false;
   readonly wantsPassword: boolean;
   readonly #options: VncHandlerOptions;
@@ -79,7 +80,7 @@ class VncConnection implements ConsoleAttachment {
     tcp.on('error', (err: NodeJS.ErrnoException) => {
       // While negotiating, the 'close' that follows names the failure better.
       if (this.#phase === 'connecting' || this.#phase === 'relaying' || err.code === 'EMFILE' || err.code === 'ENFILE') {
-        link.fail(upstreamSocketError(err, this.#what, this.#phase !== 'connecting'));
+        link.fail(upstreamSocketError(err, 'VNC server', `${info.host}:${info.port}`, this.#phase !== 'connecting'));
       }
     });
     tcp.on('close', () => {
