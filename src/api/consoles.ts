@@ -1,7 +1,7 @@
 /** Minting a console: resolve the instance, authorize a token, build the URL. */
 import type { ComputeDriver } from '../compute/driver.js';
 import { PortholeError } from '../errors.js';
-import type { TokenStore } from '../tokens/store.js';
+import type { TokenIssuer } from '../tokens/store.js';
 import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 export interface ConsoleRequest {
@@ -25,7 +25,8 @@ export interface MintedConsole {
 
 export interface ConsoleServiceOptions {
   readonly driver: ComputeDriver;
-  readonly store: TokenStore;
+  /** Issuing only: the API never validates tokens (the proxy does, from its TokenSource). */
+  readonly store: TokenIssuer;
   /** `[vnc] novncproxy_base_url`: the VNC page. */
   readonly baseUrl: string;
   /** `[serial_console] enabled`: its `base_url` (WebSocket) and the serial page on the console proxy; absent: serial refused. */

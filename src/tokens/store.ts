@@ -60,28 +60,29 @@ export interface TokenSource {
 }
 
 /**
- * Token store: a token source that also issues and revokes. Tokens are stored only as SHA-256 hashes, with an expiry and an instance → tokens
- * index. "Not found" is a value (`status: 'unknown'`); a broken backend throws
- * PH_ERR_STORE_UNAVAILABLE — the two must never be confused.
+ * Where console tokens are minted and revoked (the API's side). Tokens are stored only as SHA-256
+ * hashes, with an expiry and an instance → tokens index. Nova mode has none: Nova issues.
  */
-export interface TokenStore extends TokenSource {
-  /**
-   * What identifies the store this node uses (backend + normalised servers, or host + file for a
-   * private store), without secrets. Nodes that share tokens have equal fingerprints.
-   */
-  readonly identity: string;
+export interface TokenIssuer {
   /** False where the backend cannot count what revokeInstance revoked (memcached): it returns 0. */
   readonly countsRevocations: boolean;
   /** Mint a token for `connectInfo`, valid for `ttlMs`. */
   authorize(connectInfo: ConnectInfo, ttlMs: number): Promise<IssuedToken>;
-  validate(token: string): Promise<TokenLookup>;
   /** Revoke every live token whose instance name or UUID (as recorded at mint) is `instance`; returns how many. */
   revokeInstance(instance: string): Promise<number>;
   /** Delete rows past expiry + tombstone time; returns how many. */
   purgeExpired(): Promise<number>;
-  /** Probe the backend (write/read/delete). */
+}
+
+/**
+ * Porthole's own token store: one backend that both issues (the API) and validates (the proxy).
+ * `identity` identifies the store this node uses (backend + normalised servers, or host + file for
+ * a private store), without secrets; nodes that share tokens have equal identities. "Not found" is
+ * a value (`status: 'unknown'`); a broken backend throws PH_ERR_STORE_UNAVAILABLE — the two must
+ * never be confused. `health()` probes with a write, a read and a delete.
+ */
+export interface TokenStore extends TokenSource, TokenIssuer {
   health(): Promise<TokenStoreHealth>;
-  close(): Promise<void>;
 }
 
 export interface TokenStoreClock {
