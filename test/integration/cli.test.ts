@@ -5,6 +5,7 @@ import { appendFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
+import { openSerial } from '../helpers/serial-client.js';
 import { freePort } from '../helpers/net.js';
 import { runTempDir } from '../helpers/run.js';
 import { startQemuVnc } from '../helpers/qemu.js';
@@ -245,18 +246,32 @@ describe('porthole CLI', () => {
     assert.match(stderr, /"msg":"shutting down"/);
   });
 
-  test('serve --demo boots a QEMU VM, prints a working console URL, and stops the VM on SIGTERM', async () => {
+  test('serve --demo boots a QEMU VM, prints working VNC and serial console URLs, and stops the VM on SIGTERM', async () => {
     const proxyPort = await freePort();
+    const serialPort = await freePort();
     const conf = join(dir, 'demo.conf');
     await writeFile(conf, `[DEFAULT]\nstate_path = ${dir}/demo-state\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n` +
-      `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[api]\nport = ${await freePort()}\n[cache]\nbackend = memory\n`);
+      `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[api]\nport = ${await freePort()}\n[cache]\nbackend = memory\n` +
+      // --demo turns serial consoles on; where they listen stays the config's.
+      `[serial_console]\nserialproxy_host = 127.0.0.1\nserialproxy_port = ${serialPort}\nbase_url = ws://127.0.0.1:${serialPort}/\n`);
     const server = spawn(process.execPath, [BIN, 'serve', '--demo', '--config-file', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     server.stderr.resume();
     let qemuPid: number | undefined;
     let vncPort = 0;
     try {
-      const out = await waitForOutput(server, /token=[A-Za-z0-9_-]{32}\n/);
+      const out = await waitForOutput(server, /WebSocket, as Nova returns it: ws:\S+token=[A-Za-z0-9_-]{32}\n/);
       const url = new URL(/(http:\/\/\S+token=[A-Za-z0-9_-]{32})\n/.exec(out)?.[1] ?? '');
+      assert.match(out, new RegExp(`serial proxy: +ws://127\\.0\\.0\\.1:${serialPort}`));
+      assert.match(out, new RegExp(`http://127\\.0\\.0\\.1:${proxyPort}/serial\\.html\\?token=`), 'the serial page URL');
+      const serialUrl = /WebSocket, as Nova returns it: (ws:\S+)\n/.exec(out)?.[1] ?? '';
+      assert.ok(serialUrl.startsWith(`ws://127.0.0.1:${serialPort}/?token=`), serialUrl);
+      const serial = await openSerial(serialUrl);
+      try {
+        serial.type('\x1b'); // SeaBIOS's boot prompt waits 60 s after the VM started
+        await serial.waitFor(/Select boot device/);
+      } finally {
+        await serial.close();
+      }
       vncPort = Number(/demo VM: +127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
       qemuPid = await findQemuPid(vncPort - 5900);
       assert.ok(qemuPid !== undefined, 'the demo QEMU process runs');

@@ -199,7 +199,7 @@ describe('serial consoles (real QEMU TCP serial)', () => {
     assert.equal((await openConsole(revokedLater, { origin })).closeCode, 4004);
   });
 
-  test('Chromium: /serial.html shows the guest\'s output in xterm.js, typing reaches the guest, a second tab sees the scrollback', async () => {
+  test('Chromium: /serial.html shows the guest\'s output in xterm.js, typing and pasting reach the guest, it refits on resize, a second tab sees the scrollback', async () => {
     await rebootGuest();
     const browser = await launchChromium();
     try {
@@ -221,6 +221,15 @@ describe('serial consoles (real QEMU TCP serial)', () => {
         for (let i = 0; i < b.length; i++) if (b.getLine(i)?.translateToString(true).includes('Select boot device')) return true;
         return false;
       }, null, { timeout: 15_000 });
+      // Paste, as the browser delivers it (a paste event on xterm's textarea): boot entry 1.
+      await tab.waitForTimeout(700);
+      await tab.evaluate(() => {
+        const data = new DataTransfer();
+        data.setData('text/plain', '1');
+        document.querySelector('.xterm-helper-textarea')?.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+      });
+      for (let i = 0; i < 100 && !/No bootable device/.test(await screen(tab)); i++) await tab.waitForTimeout(100);
+      assert.match(await screen(tab), /No bootable device/, 'the pasted text reached the guest');
       const cols = await tab.evaluate(() => (window as unknown as { portholeTerminal: { cols: number } }).portholeTerminal.cols);
       await tab.setViewportSize({ width: 600, height: 400 });
       await tab.waitForFunction((before) => (window as unknown as { portholeTerminal: { cols: number } }).portholeTerminal.cols < before, cols, { timeout: 5000 });
