@@ -8,6 +8,7 @@ import { isPortholeError } from '../errors.js';
 import { packageVersion } from '../gateway.js';
 import { CliExit, configOption, configDirOption } from './common.js';
 import { serve, novaNovncproxy, novaSerialproxy } from './commands/serve.js';
+import { tunnelCommand } from './commands/tunnel.js';
 import { consoleUrl } from './commands/console-url.js';
 import { vncdisplayCommand } from './commands/vncdisplay.js';
 import { auditCommand } from './commands/audit.js';
@@ -51,6 +52,18 @@ export function buildProgram(): Command {
     .option('--peers <urls>', 'console proxy base URLs of all nodes, comma-separated (default [porthole] peers)')
     .option('--json', 'machine-readable output')
     .action(doctorCommand);
+  program.command('tunnel')
+    .description('a local port for native clients (TigerVNC, remote-viewer, vncsnapshot) that reaches a console through the proxy, like virtctl vnc')
+    .argument('<target>', 'an instance name (minted through the API) or a console URL the API or Nova returned')
+    .addOption(configOption()).addOption(configDirOption())
+    .option('--listen <host:port>', 'local address to listen on', '127.0.0.1:0')
+    .option('--exec <command>', 'run this command with {port} replaced by the local port; the tunnel ends with it')
+    .option('--once', 'serve one connection, then exit')
+    .option('--json', 'print {"port":N} instead of a sentence')
+    .option('--protocol <protocol>', 'console protocol when minting for an instance', 'vnc')
+    .option('--api <url>', 'API base URL (default from the config\'s [api] host/port)')
+    .option('--ca <file>', 'CA certificates for a wss:// console proxy with a private CA')
+    .action(tunnelCommand);
   program.command('nova-novncproxy')
     .description('drop-in for Nova\'s nova-novncproxy: the operator\'s nova.conf, tokens from Nova\'s database, console proxy only')
     .addOption(configOption()).addOption(configDirOption())

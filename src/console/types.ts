@@ -30,3 +30,9 @@ export interface NovaInstanceRef {
   readonly host: string | null;
   readonly node: string | null;
 }
+
+/**
+ * Request header `porthole tunnel` sends with its WebSockets: such a client, like a browser, is told
+ * why a console was refused (close code and reason); other Origin-less clients get Nova's empty close.
+ */
+export const TUNNEL_CLIENT_HEADER = 'x-porthole-client';

@@ -26,7 +26,7 @@ import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from '.
 import { refuseUpgrade } from './refusal.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { ProtocolHandler } from '../console/handler.js';
-import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
+import { TUNNEL_CLIENT_HEADER, type ConsoleProtocol, type ConsoleType } from '../console/types.js';
 import { ConsoleSession, type SessionAuth } from './session.js';
 import { isGuess, passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
@@ -466,10 +466,11 @@ export class ConsoleProxy {
         abortHandshake(socket, error.httpStatus, error.code, error.message);
         return;
       }
-      // Browsers (they send Origin) get the code and reason the page turns into a sentence. Other
-      // clients get an empty close frame, as from Nova's proxy: Tempest's test_novnc_bad_token
-      // reads a close payload as "data" and fails; the log line above keeps the reason.
-      const browser = req.headers.origin !== undefined;
+      // Browsers (they send Origin) and `porthole tunnel` (it says so) get the code and reason they
+      // turn into a sentence. Other clients get an empty close frame, as from Nova's proxy:
+      // Tempest's test_novnc_bad_token reads a close payload as "data" and fails; the log line
+      // above keeps the reason.
+      const browser = req.headers.origin !== undefined || req.headers[TUNNEL_CLIENT_HEADER] !== undefined;
       refuseUpgrade(req, socket, request.protocol, browser ? error.wsCloseCode : undefined, browser ? closeReasonFor(error.code) : '');
       return;
     }
