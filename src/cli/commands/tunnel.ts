@@ -65,7 +65,7 @@ export async function tunnelCommand(target: string, opts: TunnelArgs): Promise<v
     what = `instance ${target}`;
   }
   const tunnel = new ConsoleTunnel({
-    host, port, target: next, once: opts.once === true || opts.exec !== undefined,
+    host, port, target: next, once: opts.once === true,
     ca: opts.ca === undefined ? undefined : readFileSync(opts.ca),
     onConnectionEnd: (end) => process.stderr.write(`porthole: ${describeEnd(end)}\n`),
     onError: (err) => process.stderr.write(`porthole: ${err.message}\n`),
