@@ -51,6 +51,8 @@ export const ERROR_CATALOGUE = {
   PH_ERR_PROXY_FD_EXHAUSTED: { httpStatus: 503, wsCloseCode: 4025, summary: 'the console proxy ran out of file descriptors' },
   PH_ERR_NOVA_RPC_UNAVAILABLE: { httpStatus: 503, wsCloseCode: 4027, summary: 'cannot ask nova-compute whether the console port is still the instance\'s (RabbitMQ or nova-compute unreachable)' },
   PH_ERR_NOVA_RPC_FAILED: { httpStatus: 502, wsCloseCode: 4028, summary: 'nova-compute could not confirm the console port (it raised an error)' },
+  PH_ERR_SPICE_AUTH_FAILED: { httpStatus: 502, wsCloseCode: 4031, summary: 'the SPICE server rejected the proxy\'s password (ticket)' },
+  PH_ERR_SPICE_LINK_FAILED: { httpStatus: 502, wsCloseCode: 4032, summary: 'the SPICE server refused the channel link' },
   PH_ERR_SESSION_CLOSED_BY_ADMIN: { httpStatus: 410, wsCloseCode: 4030, summary: 'console closed by an administrator' },
   PH_ERR_SESSION_NOT_FOUND: { httpStatus: 404, wsCloseCode: 4404, summary: 'no such console session on this node' },
   PH_ERR_TOO_MANY_FAILURES: { httpStatus: 429, wsCloseCode: 4029, summary: 'too many failed token attempts from this address' },

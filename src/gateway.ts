@@ -2,7 +2,7 @@
  * Composition root: config → logger → store → driver → API + proxy. The only place that picks
  * concrete backends. Nothing here prints or exits; the CLI does that.
  */
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { existsSync, readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
 import type { ConsoleProtocol, ConsoleType } from './console/types.js';
 import { SerialHandler } from './protocols/serial/handler.js';
+import { SpiceHandler } from './protocols/spice/handler.js';
 import { VncHandler } from './protocols/vnc/handler.js';
 import type { UpstreamTls } from './protocols/vnc/upstream-tls.js';
 import { createTokenSource, createTokenStore } from './tokens/create-store.js';
@@ -158,6 +159,7 @@ export class Gateway {
 
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
+    spiceSite: StaticSite | undefined;
     tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined;
   }) {
     this.config = parts.config;
@@ -176,6 +178,7 @@ export class Gateway {
       serial: parts.config.serial_console.enabled
         ? { baseUrl: parts.config.serial_console.base_url, pageUrl: serialPageUrl(parts.config.vnc.novncproxy_base_url) }
         : undefined,
+      spiceBaseUrl: parts.config.spice.enabled ? parts.config.spice.html5proxy_base_url : undefined,
       tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
       vncEnabled: parts.config.vnc.enabled,
       novaMode: parts.config.porthole.token_source === 'nova',
@@ -201,6 +204,8 @@ export class Gateway {
     if (serial.enabled) {
       handlers.set('serial', new SerialHandler({ connect, logger: parts.logger.child({ component: 'serial' }), wsHighWaterBytes: opts.wsHighWaterBytes }));
     }
+    const spice = config.spice;
+    if (spice.enabled) handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes }));
     this.#handlers = handlers;
     // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly
     // nova-novncproxy (Nova's serial URLs point at the serial listener, as nova-serialproxy's).
@@ -211,6 +216,10 @@ export class Gateway {
           name: 'the console proxy ([vnc] novncproxy_host/port)', host: config.vnc.novncproxy_host, port: config.vnc.novncproxy_port,
           site: parts.site, consoleTypes: pageTypes, defaultScheme: new URL(config.vnc.novncproxy_base_url).protocol,
         }]),
+        ...(spice.enabled && opts.proxyOnly === undefined && parts.spiceSite !== undefined ? [{
+          name: 'the SPICE console proxy ([spice] html5proxy_host/port)', host: spice.html5proxy_host, port: spice.html5proxy_port,
+          site: parts.spiceSite, consoleTypes: ['spice-html5'] as ConsoleType[], defaultScheme: new URL(spice.html5proxy_base_url).protocol,
+        }] : []),
         ...(serial.enabled && opts.proxyOnly !== 'vnc' ? [{
           name: 'the serial console proxy ([serial_console] serialproxy_host/port)', host: serial.serialproxy_host, port: serial.serialproxy_port,
           consoleTypes: ['serial'] as ConsoleType[], defaultScheme: new URL(serial.base_url).protocol,
@@ -271,8 +280,9 @@ export class Gateway {
         { '/': '/vnc_lite.html', '/vnc_auto.html': '/vnc_lite.html' },
         ['/serial.html'],
       );
+      const spiceSite = config.spice.enabled ? await loadSpiceSite(config.spice.html5_dir) : undefined;
       const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
-      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, options, tls, upstreamTls, novaRpc });
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, options, tls, upstreamTls, novaRpc });
     } catch (err) {
       if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();
@@ -370,6 +380,24 @@ export class Gateway {
     for (const handler of this.#handlers.values()) handler.close();
     await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }
+}
+
+/**
+ * The SPICE listener's pages: Porthole's spice page (token handling, close reasons) at Nova's
+ * `/spice_auto.html`, with spice-html5's modules from Debian's package where apt put them.
+ * @throws PortholeError naming the package when it is not installed.
+ */
+async function loadSpiceSite(html5Dir: string): Promise<StaticSite> {
+  if (!existsSync(join(html5Dir, 'main.js'))) {
+    throw new PortholeError('PH_ERR_CONFIG_INVALID', `[spice] html5_dir ${html5Dir} has no spice-html5 (main.js): install it with \`apt-get install spice-html5\`, or set [spice] enabled = false`);
+  }
+  return StaticSite.load(
+    [
+      { prefix: '/', dir: join(packageRoot(), 'web'), include: (rel) => !rel.startsWith('vnc') && rel !== 'serial.html' },
+      { prefix: '/spice-html5/', dir: html5Dir, include: (rel) => (rel.endsWith('.js') && !rel.startsWith('thirdparty/browser-es-module-loader')) || rel === 'spice.css' },
+    ],
+    { '/': '/spice.html', '/spice_auto.html': '/spice.html' },
+  );
 }
 
 /** Nova's RPC client from nova.conf's own options. Connects on first use: RabbitMQ may start later. */

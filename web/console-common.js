@@ -37,6 +37,8 @@ export const CLOSE_REASONS = {
   4027: 'The console proxy could not check with the cloud that this console is still where the link points (its messaging service or the VM\'s host is not answering). Try again in a moment; if it persists, tell the operator.',
   4028: 'The VM\'s host could not confirm where its console is. Ask for a new console URL; if it persists, tell the operator.',
   4030: 'An administrator closed this console.',
+  4031: 'The VM\'s SPICE server rejected the console proxy\'s password. The operator needs to update it.',
+  4032: 'The VM\'s SPICE server refused a connection of this console (for example a channel it allows only over TLS). The operator can find details in the proxy\'s log.',
   4029: 'Too many failed attempts from this address. Wait a minute and try again.',
   4400: 'This kind of console is not available here (switched off by the operator, or not supported).',
 };

@@ -31,6 +31,8 @@ export interface ConsoleServiceOptions {
   readonly baseUrl: string;
   /** `[serial_console] enabled`: its `base_url` (WebSocket) and the serial page on the console proxy; absent: serial refused. */
   readonly serial?: { readonly baseUrl: string; readonly pageUrl: string } | undefined;
+  /** `[spice] enabled`: its `html5proxy_base_url`; absent: SPICE refused. */
+  readonly spiceBaseUrl?: string | undefined;
   readonly tokenTtlMs: number;
   /** `[vnc] enabled`: false refuses VNC consoles (Nova's meaning). */
   readonly vncEnabled: boolean;
@@ -41,7 +43,7 @@ export interface ConsoleServiceOptions {
 }
 
 /** Supported protocol → console types (the ones this version can serve). */
-export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'], serial: ['serial'] };
+export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'], serial: ['serial'], spice: ['spice-html5'] };
 
 /** `base?token=…`, keeping any query the operator put in the base URL. */
 export function consoleUrl(baseUrl: string, token: string): string {
@@ -55,6 +57,13 @@ export class ConsoleService {
 
   constructor(options: ConsoleServiceOptions) {
     this.#o = options;
+  }
+
+  /** Where a protocol's console URL points (its listener's public URL). */
+  #baseUrlFor(protocol: ConsoleProtocol): string {
+    if (protocol === 'serial' && this.#o.serial !== undefined) return this.#o.serial.baseUrl;
+    if (protocol === 'spice' && this.#o.spiceBaseUrl !== undefined) return this.#o.spiceBaseUrl;
+    return this.#o.baseUrl;
   }
 
   #refuseInNovaMode(): void {
@@ -72,7 +81,7 @@ export class ConsoleService {
     this.#refuseInNovaMode();
     if (!(SUPPORTED_CONSOLES[request.protocol] ?? []).includes(request.type)) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
-        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc, serial/serial)`);
+        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc, serial/serial, spice/spice-html5)`);
     }
     const serial = this.#o.serial;
     if (request.protocol === 'serial' && serial === undefined) {
@@ -80,6 +89,9 @@ export class ConsoleService {
     }
     if (request.protocol === 'vnc' && !this.#o.vncEnabled) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
+    }
+    if (request.protocol === 'spice' && this.#o.spiceBaseUrl === undefined) {
+      throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'SPICE consoles are disabled on this gateway ([spice] enabled = false)');
     }
     const target = await this.#o.driver.resolve(request.instance, request.protocol);
     if (!target) throw new PortholeError('PH_ERR_INSTANCE_NOT_FOUND', `no instance named ${JSON.stringify(request.instance)}`);
@@ -90,10 +102,10 @@ export class ConsoleService {
       consoleType: request.type,
       host: target.host,
       port: target.port,
-      accessUrlBase: serial === undefined || target.protocol !== 'serial' ? this.#o.baseUrl : serial.baseUrl,
+      accessUrlBase: this.#baseUrlFor(target.protocol),
     }, this.#o.tokenTtlMs);
     return {
-      url: consoleUrl(serial === undefined || target.protocol !== 'serial' ? this.#o.baseUrl : serial.baseUrl, issued.token),
+      url: consoleUrl(this.#baseUrlFor(target.protocol), issued.token),
       ...(serial === undefined || target.protocol !== 'serial' ? {} : { page_url: consoleUrl(serial.pageUrl, issued.token) }),
       token: issued.token,
       expires_at: new Date(issued.expiresAt).toISOString(),

@@ -1,6 +1,6 @@
 /**
  * The REST API (fastify factory, no listen): Porthole's own `/v1` routes plus the Nova-compatible
- * `remote-consoles`, `os-getVNCConsole` and `os-getSerialConsole` calls, so existing tooling can point at Porthole.
+ * `remote-consoles`, `os-getVNCConsole`, `os-getSerialConsole` and `os-getSPICEConsole` calls, so existing tooling can point at Porthole.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -35,9 +35,9 @@ const consoleBody = {
   additionalProperties: false,
   properties: {
     instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH },
-    protocol: { type: 'string', enum: ['vnc', 'serial'], default: 'vnc' },
-    // Default by protocol: novnc for vnc, serial for serial.
-    type: { type: 'string', enum: ['novnc', 'vnc', 'serial'] },
+    protocol: { type: 'string', enum: ['vnc', 'serial', 'spice'], default: 'vnc' },
+    // Default by protocol: novnc for vnc, serial for serial, spice-html5 for spice.
+    type: { type: 'string', enum: ['novnc', 'vnc', 'serial', 'spice-html5'] },
   },
 } as const;
 
@@ -128,7 +128,8 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     '/v1/consoles', { schema: { body: consoleBody } },
     async (req, reply) => {
       const { instance, protocol, type } = req.body;
-      return reply.code(201).send(await options.consoles.mint({ instance, protocol, type: type ?? (protocol === 'serial' ? 'serial' : 'novnc') }));
+      const byProtocol: Record<ConsoleProtocol, ConsoleType> = { vnc: 'novnc', serial: 'serial', spice: 'spice-html5' };
+      return reply.code(201).send(await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol] }));
     },
   );
 
@@ -168,14 +169,14 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.post<{ Params: { id: string }; Body: Record<string, { type?: string } | undefined> }>(
     '/v2.1/servers/:id/action', { schema: { params: novaServerParam } },
     async (req) => {
-      const vnc = req.body?.['os-getVNCConsole'];
-      const serial = req.body?.['os-getSerialConsole'];
-      const action = vnc ?? serial;
-      if (!action || typeof action.type !== 'string') {
+      const actions: ReadonlyArray<[string, ConsoleProtocol]> = [['os-getVNCConsole', 'vnc'], ['os-getSerialConsole', 'serial'], ['os-getSPICEConsole', 'spice']];
+      const found = actions.find(([name]) => req.body?.[name] !== undefined);
+      const action = found === undefined ? undefined : req.body?.[found[0]];
+      if (found === undefined || !action || typeof action.type !== 'string') {
         throw new PortholeError('PH_ERR_API_BAD_REQUEST',
-          'only the os-getVNCConsole and os-getSerialConsole actions are supported: {"os-getVNCConsole": {"type": "novnc"}}, {"os-getSerialConsole": {"type": "serial"}}');
+          'only the os-getVNCConsole, os-getSerialConsole and os-getSPICEConsole actions are supported: {"os-getVNCConsole": {"type": "novnc"}}, {"os-getSerialConsole": {"type": "serial"}}, {"os-getSPICEConsole": {"type": "spice-html5"}}');
       }
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol: vnc === undefined ? 'serial' : 'vnc', type: action.type as ConsoleType });
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol: found[1], type: action.type as ConsoleType });
       return { console: { type: minted.type, url: minted.url } };
     },
   );

@@ -24,6 +24,7 @@ export function createLibvirtDriver(config: Config, wiring: LibvirtDriverWiring)
     connectionUri: config.libvirt.connection_uri,
     proxyClientAddress: config.vnc.server_proxyclient_address,
     serialProxyClientAddress: config.serial_console.proxyclient_address,
+    spiceProxyClientAddress: config.spice.server_proxyclient_address,
     logger: wiring.logger,
     pollIntervalMs: wiring.pollIntervalMs ?? config.libvirt.poll_interval * 1000,
     onDomainStopped: async (name) => { await wiring.onDomainStopped(name); },

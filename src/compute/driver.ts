@@ -12,7 +12,7 @@ export interface ConsoleTarget {
 
 /** What the proxy needs to authenticate to a console's server, read fresh for each connect. */
 export interface ConnectSecrets {
-  readonly vncPassword?: string | undefined;
+  readonly password?: string | undefined;
 }
 
 export interface InstanceSummary {

@@ -14,9 +14,11 @@ export interface InventoryEntry {
   readonly serialPort?: number | undefined;
   /** VNC password for the RFB security proxy ([vnc] auth_schemes = vnc). */
   readonly password?: string | undefined;
+  /** `spice_port =`, `spice_tls_port =`, `spice_password =`: the instance's SPICE server on the same host. */
+  readonly spice?: { readonly port: number; readonly tlsPort?: number | undefined; readonly password?: string | undefined } | undefined;
 }
 
-const KEYS = ['host', 'port', 'serial_port', 'uuid', 'protocol', 'password'] as const;
+const KEYS = ['host', 'port', 'serial_port', 'uuid', 'protocol', 'password', 'spice_port', 'spice_tls_port', 'spice_password'] as const;
 const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
 /**
@@ -59,6 +61,10 @@ export function parseInventory(text: string, file: string): { entries: Inventory
       const protocol = f.get('protocol')?.value ?? 'vnc';
       if (protocol !== 'vnc' && protocol !== 'serial') throw new Error(`protocol: expected vnc or serial, got ${JSON.stringify(protocol)}`);
       const serialPort = f.get('serial_port');
+      const spicePort = f.get('spice_port');
+      if (spicePort === undefined && (f.get('spice_tls_port') !== undefined || f.get('spice_password') !== undefined)) {
+        throw new Error('spice_tls_port/spice_password: also set spice_port (the SPICE server\'s plain port)');
+      }
       if (serialPort !== undefined && protocol === 'serial') throw new Error('serial_port: protocol = serial already makes port the serial console; use one of them');
       entries.push({
         name,
@@ -68,6 +74,13 @@ export function parseInventory(text: string, file: string): { entries: Inventory
         protocol,
         ...(serialPort === undefined ? {} : { serialPort: wrap('serial_port', parsePort)(serialPort.value) }),
         ...(f.get('password') === undefined ? {} : { password: f.get('password')?.value }),
+        ...(spicePort === undefined ? {} : {
+          spice: {
+            port: wrap('spice_port', parsePort)(spicePort.value),
+            ...(f.get('spice_tls_port') === undefined ? {} : { tlsPort: wrap('spice_tls_port', parsePort)(f.get('spice_tls_port')?.value ?? '') }),
+            ...(f.get('spice_password') === undefined ? {} : { password: f.get('spice_password')?.value }),
+          },
+        }),
       });
     } catch (err) {
       problems.push(`${file}:${sectionLine.get(name)}: [${name}] ${(err as Error).message}`);

@@ -10,31 +10,46 @@ import { isLoopback, serialConsoleOf, WILDCARD_ADDRESSES, type DomainGraphics, t
  *   PH_ERR_INSTANCE_CONSOLE_UNREACHABLE
  */
 export function vncTargetOf(domain: DomainInfo, proxyClientAddress: string): ConsoleTarget {
+  return graphicsTargetOf(domain, 'vnc', proxyClientAddress);
+}
+
+/**
+ * The SPICE console target of a running domain: as VNC, from `<graphics type='spice'>`'s plain
+ * port (the channels QEMU secures with tls-port are not reached yet: a domain with only a
+ * tlsPort answers PH_ERR_INSTANCE_CONSOLE_UNREACHABLE).
+ */
+export function spiceTargetOf(domain: DomainInfo, proxyClientAddress: string): ConsoleTarget {
+  return graphicsTargetOf(domain, 'spice', proxyClientAddress);
+}
+
+function graphicsTargetOf(domain: DomainInfo, type: 'vnc' | 'spice', proxyClientAddress: string): ConsoleTarget {
+  const name = type.toUpperCase();
   if (!domain.running) {
     throw new PortholeError('PH_ERR_INSTANCE_NOT_RUNNING', `domain ${domain.name} is shut off; start it to get a console`);
   }
-  const vnc = domain.graphics.find((g) => g.type === 'vnc');
-  if (vnc === undefined) {
+  const graphics = domain.graphics.find((g) => g.type === type);
+  if (graphics === undefined) {
     const others = domain.graphics.map((g) => g.type);
     throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE',
-      `domain ${domain.name} has no VNC graphics${others.length > 0 ? ` (it has: ${others.join(', ')})` : ''}`);
+      `domain ${domain.name} has no ${name} graphics${others.length > 0 ? ` (it has: ${others.join(', ')})` : ''}`);
   }
-  const unreachable = unreachableReason(vnc, proxyClientAddress);
+  const unreachable = unreachableReason(graphics, name, proxyClientAddress);
   if (unreachable !== undefined) {
     throw new PortholeError('PH_ERR_INSTANCE_CONSOLE_UNREACHABLE', `domain ${domain.name}: ${unreachable}`);
   }
-  return { instance: domain.name, instanceUuid: domain.uuid, protocol: 'vnc', host: proxyClientAddress, port: vnc.port as number };
+  return { instance: domain.name, instanceUuid: domain.uuid, protocol: type, host: proxyClientAddress, port: graphics.port as number };
 }
 
-function unreachableReason(vnc: DomainGraphics, proxyClientAddress: string): string | undefined {
-  const listen = vnc.listens[0];
-  if (listen?.type === 'socket') return `VNC listens on a unix socket (${listen.socket ?? '?'}), not on TCP`;
-  if (listen?.type === 'none') return "VNC has listen type 'none' (no listener)";
-  if (vnc.port === undefined) return 'VNC has no TCP port in the live domain XML';
-  const address = vnc.listenAddress;
+function unreachableReason(g: DomainGraphics, name: string, proxyClientAddress: string): string | undefined {
+  const listen = g.listens[0];
+  const option = name === 'VNC' ? '[vnc] server_proxyclient_address' : '[spice] server_proxyclient_address';
+  if (listen?.type === 'socket') return `${name} listens on a unix socket (${listen.socket ?? '?'}), not on TCP`;
+  if (listen?.type === 'none') return `${name} has listen type 'none' (no listener)`;
+  if (g.port === undefined) return `${name} has no plain TCP port in the live domain XML${g.tlsPort === undefined ? '' : ` (only tlsPort ${g.tlsPort}, which the proxy does not reach yet)`}`;
+  const address = g.listenAddress;
   if (address !== undefined && isLoopback(address) && !isLoopback(proxyClientAddress)) {
-    return `VNC listens only on ${address}, but the proxy reaches this host through ${proxyClientAddress} ` +
-      `([vnc] server_proxyclient_address): set the domain's listen address to it (or to [vnc] server_listen) and hard-reboot the domain`;
+    return `${name} listens only on ${address}, but the proxy reaches this host through ${proxyClientAddress} ` +
+      `(${option}): set the domain's listen address to it (or to server_listen) and hard-reboot the domain`;
   }
   return undefined;
 }

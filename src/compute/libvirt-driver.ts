@@ -9,7 +9,7 @@ import { PortholeError } from '../errors.js';
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import { parseDomainXml, serialConsoleOf, type DomainInfo } from './domain-xml.js';
 import type { ComputeDriver, ConnectSecrets, ConsoleTarget, DriverHealth, InstanceSummary } from './driver.js';
-import { serialTargetOf, vncTargetOf } from './libvirt-console.js';
+import { serialTargetOf, spiceTargetOf, vncTargetOf } from './libvirt-console.js';
 import { VirshError, type VirshRunner } from './virsh.js';
 
 export interface LibvirtDriverOptions {
@@ -18,6 +18,8 @@ export interface LibvirtDriverOptions {
   readonly proxyClientAddress: string;
   /** `[serial_console] proxyclient_address`: how this host is reached for a serial console bound to a wildcard. */
   readonly serialProxyClientAddress?: string | undefined;
+  /** `[spice] server_proxyclient_address`: how this host's SPICE servers are reached. */
+  readonly spiceProxyClientAddress?: string | undefined;
   readonly logger: Logger;
   readonly pollIntervalMs: number;
   /** Called when a domain with tokens minted here stops or disappears (the gateway revokes its tokens). */
@@ -68,7 +70,9 @@ export class LibvirtDriver implements ComputeDriver {
   async resolve(instance: string, protocol: ConsoleProtocol): Promise<ConsoleTarget | undefined> {
     const domain = await this.domain(instance);
     if (domain === undefined) return undefined;
-    const target = protocol === 'serial' ? serialTargetOf(domain, this.#o.serialProxyClientAddress ?? this.#o.proxyClientAddress) : vncTargetOf(domain, this.#o.proxyClientAddress);
+    const target = protocol === 'serial' ? serialTargetOf(domain, this.#o.serialProxyClientAddress ?? this.#o.proxyClientAddress)
+      : protocol === 'spice' ? spiceTargetOf(domain, this.#o.spiceProxyClientAddress ?? this.#o.proxyClientAddress)
+        : vncTargetOf(domain, this.#o.proxyClientAddress);
     this.#watched.set(domain.uuid, domain.name);
     return target;
   }
@@ -82,7 +86,7 @@ export class LibvirtDriver implements ComputeDriver {
   async prepareConnect(info: ConnectInfo, want: { readonly password: boolean }): Promise<ConnectSecrets> {
     if (info.instanceUuid === undefined && !want.password) return {};
     const domain = await this.domain(info.instanceUuid ?? info.instance, want.password ? ['--security-info'] : []);
-    const vnc = domain?.graphics.find((g) => g.type === 'vnc');
+    const graphics = domain?.graphics.find((g) => g.type === (info.protocol === 'spice' ? 'spice' : 'vnc'));
     if (info.instanceUuid !== undefined) {
       const stale = (why: string) => new PortholeError('PH_ERR_TARGET_STALE', `token for ${info.instance} (${info.instanceUuid}) port ${info.port}: ${why}`);
       if (domain === undefined) throw stale('the domain no longer exists');
@@ -91,11 +95,11 @@ export class LibvirtDriver implements ComputeDriver {
         const serial = serialConsoleOf(domain);
         const port = serial.kind === 'tcp' ? serial.port : undefined;
         if (port !== info.port) throw stale(`the domain's TCP serial console is now on port ${port ?? 'none'}`);
-      } else if (vnc?.port !== info.port) {
-        throw stale(`the domain's VNC server is now on port ${vnc?.port ?? 'none'}`);
+      } else if (graphics?.port !== info.port) {
+        throw stale(`the domain's ${info.protocol === 'spice' ? 'SPICE' : 'VNC'} server is now on port ${graphics?.port ?? 'none'}`);
       }
     }
-    return { vncPassword: vnc?.password };
+    return { password: graphics?.password };
   }
 
   async #poll(): Promise<void> {

@@ -18,6 +18,18 @@ export interface StaticDriverOptions {
   logger: Logger;
 }
 
+/** The port of an entry's console of this protocol, if it has one. Pure. */
+function portOf(entry: InventoryEntry, protocol: ConsoleProtocol): number | undefined {
+  if (entry.protocol === protocol) return entry.port;
+  if (protocol === 'serial') return entry.serialPort;
+  if (protocol === 'spice') return entry.spice?.port;
+  return undefined;
+}
+
+function protocolsOf(entry: InventoryEntry): ConsoleProtocol[] {
+  return [entry.protocol, ...(entry.serialPort === undefined ? [] : ['serial' as const]), ...(entry.spice === undefined ? [] : ['spice' as const])];
+}
+
 export class StaticDriver implements ComputeDriver {
   readonly name = 'static';
   readonly #file: string;
@@ -79,23 +91,24 @@ export class StaticDriver implements ComputeDriver {
     await this.#reload(false);
     const entry = this.#find(instance);
     if (!entry) return undefined;
-    if (entry.protocol !== protocol && !(protocol === 'serial' && entry.serialPort !== undefined)) {
-      const has = [entry.protocol, ...(entry.serialPort === undefined ? [] : ['serial'])].join(' and ');
-      throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${has} console, not ${protocol}`);
+    const port = portOf(entry, protocol);
+    if (port === undefined) {
+      throw new PortholeError('PH_ERR_INSTANCE_NO_CONSOLE', `instance ${entry.name} has a ${protocolsOf(entry).join(' and ')} console, not ${protocol}`);
     }
-    return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port: entry.protocol === protocol ? entry.port : entry.serialPort as number };
+    return { instance: entry.name, instanceUuid: entry.uuid, protocol, host: entry.host, port };
   }
 
   /** No target re-check (the inventory is the truth); the password from the inventory entry. */
   async prepareConnect(info: ConnectInfo, want: { readonly password: boolean }): Promise<ConnectSecrets> {
     if (!want.password) return {};
     await this.#reload(false);
-    return { vncPassword: this.#find(info.instance)?.password };
+    const entry = this.#find(info.instance);
+    return { password: info.protocol === 'spice' ? entry?.spice?.password : entry?.password };
   }
 
   async list(): Promise<InstanceSummary[]> {
     await this.#reload(false);
-    return this.#all().map((e) => ({ name: e.name, uuid: e.uuid, state: 'unknown', protocols: e.serialPort === undefined ? [e.protocol] : [e.protocol, 'serial'] }));
+    return this.#all().map((e) => ({ name: e.name, uuid: e.uuid, state: 'unknown', protocols: protocolsOf(e) }));
   }
 
   async health(): Promise<DriverHealth> {

@@ -223,6 +223,16 @@ export const SCHEMA = {
     port_range: option(parsePortRange, { start: 10000, stop: 20000 } as { readonly start: number; readonly stop: number },
       'Range start:stop (stop exclusive) Nova allocates TCP serial ports from; `porthole audit` flags serial consoles outside it.', '10000:20000'),
   },
+  spice: {
+    enabled: option(parseBool, false, 'Serve SPICE consoles: the spice-html5 page and its WebSockets on html5proxy_host:html5proxy_port (as nova-spicehtml5proxy); the proxy does the SPICE ticket itself.'),
+    html5proxy_base_url: option(parseHttpUrl, 'http://127.0.0.1:6082/spice_auto.html',
+      'Public URL of the SPICE console page; the API appends ?token=… to it. Its scheme and host decide which Origin is accepted.'),
+    html5proxy_host: option(parseHost, '0.0.0.0', 'Address the SPICE console proxy (spice-html5 page + WebSockets) listens on.'),
+    html5proxy_port: option(parseListenPort, 6082, 'Port the SPICE console proxy listens on.'),
+    server_listen: option(parseHost, '127.0.0.1', 'Address SPICE servers on this hypervisor should listen on (used by audit).'),
+    server_proxyclient_address: option(parseHost, '127.0.0.1', "The hypervisor's management address the proxy uses to reach its SPICE servers."),
+    html5_dir: option(parseString, '/usr/share/spice-html5', 'Where Debian\'s spice-html5 package installed the page (apt-get install spice-html5); served from there, never copied.'),
+  },
   consoleauth: {
     token_ttl: option(intIn(1, 7 * 24 * 3600), 600, 'Seconds a console token stays valid (reusable until then).'),
     enforce_session_timeout: option(parseBool, false, 'Close open consoles when their token expires (as Nova\'s option of the same name).'),

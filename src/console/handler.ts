@@ -22,7 +22,7 @@ export interface ConsoleLink {
   /** Where the console lives: from the token store only. */
   readonly info: ConnectInfo;
   /** The VNC password, when the driver gave one (only asked for when the handler wants it). */
-  readonly vncPassword?: string | undefined;
+  readonly password?: string | undefined;
   readonly logger: Logger;
   /**
    * The client's messages that arrived before the console was ready, in order; the session stops

@@ -3,8 +3,8 @@
  * Types only; tokens/, compute/ and proxy/ import it (and not each other) for these names.
  */
 
-export type ConsoleProtocol = 'vnc' | 'serial';
-/** Console types as Nova names them (`spice-html5` only ever arrives from Nova's own tokens so far). */
+export type ConsoleProtocol = 'vnc' | 'serial' | 'spice';
+/** Console types as Nova names them. */
 export type ConsoleType = 'novnc' | 'vnc' | 'serial' | 'spice-html5';
 
 /** Where a console lives, as recorded at mint time. The proxy only ever connects here. */

@@ -15,7 +15,7 @@ import { closeReasonFor, PortholeError, isPortholeError } from '../errors.js';
 import type { ConnectSecrets } from '../compute/driver.js';
 import type { TokenSource } from '../tokens/store.js';
 import type { ConnectInfo } from '../console/types.js';
-import { tokenLogId } from '../tokens/token.js';
+import { hashToken, tokenLogId } from '../tokens/token.js';
 import type { StaticSite } from '../web/static-site.js';
 import { parseAllowedOrigin, type AllowedOrigin } from '../config/allowed-origin.js';
 import { checkOrigin } from './origin.js';
@@ -371,10 +371,13 @@ export class ConsoleProxy {
     }
   }
 
-  #sessionLimitError(info: ConnectInfo): PortholeError | undefined {
+  #sessionLimitError(info: ConnectInfo, group: string | undefined): PortholeError | undefined {
+    // Another channel of an open SPICE console is not another console.
+    if (group !== undefined && this.#sessions.hasGroup(group)) return undefined;
     const { maxSessions, maxSessionsPerInstance } = this.#limits;
-    if (maxSessions > 0 && this.#sessions.size >= maxSessions) {
-      return new PortholeError('PH_ERR_LIMIT_SESSIONS', `${this.#sessions.size} consoles open, [console] max_sessions = ${maxSessions}`);
+    const open = this.#sessions.consoles;
+    if (maxSessions > 0 && open >= maxSessions) {
+      return new PortholeError('PH_ERR_LIMIT_SESSIONS', `${open} consoles open, [console] max_sessions = ${maxSessions}`);
     }
     if (maxSessionsPerInstance > 0) {
       const n = this.#sessions.countForInstance(info.instance);
@@ -389,7 +392,7 @@ export class ConsoleProxy {
     try {
       const password = this.#options.handlers.get(connectInfo.protocol)?.wantsPassword === true;
       const secrets = await this.#options.prepareConnect?.(connectInfo, { password });
-      return { ok: true, connectInfo, expiresAt, vncPassword: secrets?.vncPassword };
+      return { ok: true, connectInfo, expiresAt, password: secrets?.password };
     } catch (err) {
       // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
       return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };
@@ -414,7 +417,7 @@ export class ConsoleProxy {
   }
 
   /** The upgrade gate's checks, bound to this request and this proxy's state. */
-  #gateDeps(listener: ProxyListener, req: IncomingMessage): UpgradeGateDeps {
+  #gateDeps(listener: ProxyListener, req: IncomingMessage, group: (info: ConnectInfo) => string | undefined): UpgradeGateDeps {
     return {
       acquire: (remote) => this.#failures.acquire(remote),
       release: (remote, guessed) => this.#failures.release(remote, guessed),
@@ -427,7 +430,7 @@ export class ConsoleProxy {
         if (this.#options.refuseVnc === true && info.protocol === 'vnc') return new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'VNC consoles are disabled on this gateway ([vnc] enabled = false)');
         return undefined;
       },
-      sessionLimits: (info) => this.#sessionLimitError(info),
+      sessionLimits: (info) => this.#sessionLimitError(info, group(info)),
       prepare: (info, expiresAt) => this.#verify(info, expiresAt),
     };
   }
@@ -451,7 +454,9 @@ export class ConsoleProxy {
       token: token === undefined ? undefined : tokenLogId(token),
       remote,
     });
-    const verdict = await passUpgradeGate(this.#gateDeps(listener, req), token, remote);
+    // A SPICE console's channels come with one token from one browser: one console.
+    const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
+    const verdict = await passUpgradeGate(this.#gateDeps(listener, req, groupOf), token, remote);
     if (!verdict.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
       const { error } = verdict;
@@ -484,8 +489,13 @@ export class ConsoleProxy {
         token: token as string,
         logger,
         handler: this.#options.handlers.get(accepted.connectInfo.protocol) as ProtocolHandler,
+        group: groupOf(accepted.connectInfo),
         connectTimeoutMs: this.#options.connectTimeoutMs,
-        onClosed: (s) => this.#sessions.remove(s),
+        onClosed: (s) => {
+          this.#sessions.remove(s);
+          // One channel of a SPICE console ended: the console is over, its other channels go too.
+          if (s.group !== undefined) this.#sessions.closeGroup(s.group, new PortholeError('PH_ERR_UPSTREAM_CLOSED', 'another channel of this SPICE console closed'));
+        },
         remote,
         handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       });

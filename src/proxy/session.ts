@@ -39,6 +39,8 @@ export interface ConsoleSessionOptions {
   readonly remote: string;
   /** The server side, chosen by the token's protocol. */
   readonly handler: ProtocolHandler;
+  /** Sessions of one console (a SPICE console's channels), counted and closed together. */
+  readonly group?: string | undefined;
   readonly connectTimeoutMs: number;
   /** Limit for the protocol's own handshake once connected. */
   readonly handshakeTimeoutMs: number;
@@ -47,7 +49,7 @@ export interface ConsoleSessionOptions {
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
 export type SessionAuth =
-  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly vncPassword?: string | undefined }
+  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly password?: string | undefined }
   | { readonly ok: false; readonly error: PortholeError };
 
 /** The close code ws sent for one of its protocol errors (stored under its `status-code` symbol). Pure. */
@@ -94,6 +96,10 @@ export class ConsoleSession implements RegisteredSession {
 
   get instance(): string | undefined {
     return this.#instance;
+  }
+
+  get group(): string | undefined {
+    return this.#options.group;
   }
 
   get token(): string {
@@ -150,7 +156,7 @@ export class ConsoleSession implements RegisteredSession {
       sessionId: this.id,
       ws: this.#ws,
       info,
-      vncPassword: auth.vncPassword,
+      password: auth.password,
       logger: this.#logger,
       takeEarly: () => this.#takeEarly(),
       negotiating: (timeoutError) => {

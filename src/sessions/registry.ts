@@ -17,11 +17,15 @@ export interface SessionInfo {
   readonly bytesToClient: number;
   readonly bytesToServer: number;
   readonly state: string;
+  /** Connections of this console (a SPICE console has one per channel); 1 for VNC and serial. */
+  readonly channels?: number;
 }
 
 export interface RegisteredSession {
   readonly id: string;
   readonly instance: string | undefined;
+  /** Sessions with the same group are one console (SPICE's channels): counted, listed and closed as one. */
+  readonly group?: string | undefined;
   /** Is this a console of an instance named (or with the UUID) in `keys`? */
   matchesInstance(keys: readonly string[]): boolean;
   info(): SessionInfo;
@@ -40,30 +44,59 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
   }
 
+  /** Connections (a SPICE console's channels each count). */
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** Consoles: connections of one group count once. What the session limits count. */
+  get consoles(): number {
+    return new Set([...this.#sessions.values()].map(keyOf)).size;
+  }
+
+  /** Is a console of this group open (its next channel is not a new console)? */
+  hasGroup(group: string): boolean {
+    for (const s of this.#sessions.values()) if (s.group === group) return true;
+    return false;
   }
 
   find(id: string): S | undefined {
     return this.#sessions.get(id);
   }
 
+  /** Consoles open for this instance (a group counts once). */
   countForInstance(instance: string): number {
-    let n = 0;
-    for (const s of this.#sessions.values()) if (s.instance === instance) n++;
-    return n;
+    const keys = new Set<string>();
+    for (const s of this.#sessions.values()) if (s.instance === instance) keys.add(keyOf(s));
+    return keys.size;
   }
 
+  /** One entry per console: a group's connections merged (the first one's id, bytes summed, `channels`). */
   list(): SessionInfo[] {
-    return [...this.#sessions.values()].map((s) => s.info());
+    const byKey = new Map<string, SessionInfo>();
+    for (const s of this.#sessions.values()) {
+      const info = s.info();
+      const seen = byKey.get(keyOf(s));
+      byKey.set(keyOf(s), seen === undefined ? { ...info, channels: 1 } : {
+        ...seen, channels: (seen.channels ?? 1) + 1,
+        bytesToClient: seen.bytesToClient + info.bytesToClient, bytesToServer: seen.bytesToServer + info.bytesToServer,
+      });
+    }
+    return [...byKey.values()];
   }
 
-  /** Close one session; false when there is none with that id. */
+  /** Close one console (every connection of its group); false when there is none with that id. */
   close(id: string, reason: PortholeError): boolean {
     const s = this.#sessions.get(id);
     if (s === undefined) return false;
-    s.fail(reason);
+    if (s.group === undefined) s.fail(reason);
+    else this.closeGroup(s.group, reason);
     return true;
+  }
+
+  /** Close every connection of a group (one SPICE console's channels) with this reason. */
+  closeGroup(group: string, reason: PortholeError): void {
+    for (const s of [...this.#sessions.values()]) if (s.group === group) s.fail(reason);
   }
 
   /** Close every session of these instance names/UUIDs; how many were closed. */
@@ -86,4 +119,9 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
   [Symbol.iterator](): Iterator<S> {
     return this.#sessions.values();
   }
+}
+
+/** A session's console: its group, or itself. */
+function keyOf(s: RegisteredSession): string {
+  return s.group ?? `id:${s.id}`;
 }

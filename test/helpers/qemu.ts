@@ -158,3 +158,35 @@ export async function startQemuSerial(): Promise<QemuSerialVm> {
   }
   return { vncPort, serialPort, stop, reset: async () => { await qmpCommand(qmpPath, 'system_reset'); } };
 }
+
+/** QEMU with a SPICE server on loopback (qxl VGA), with or without a password (QEMU's password-secret). */
+export async function startQemuSpice(password?: string): Promise<{ port: number; stop(): Promise<void> }> {
+  const { freePort } = await import('./net.js');
+  const { connect } = await import('node:net');
+  const port = await freePort();
+  const auth = password === undefined ? ['-spice', `port=${port},addr=127.0.0.1,disable-ticketing=on`]
+    : ['-object', `secret,id=spicepw,data=${password}`, '-spice', `port=${port},addr=127.0.0.1,password-secret=spicepw`];
+  const child = spawnOwned('qemu-system-x86_64', ['-name', runName('spice'), '-display', 'none', '-nodefaults', '-vga', 'qxl', '-machine', 'pc',
+    '-accel', 'tcg', '-m', '64', ...auth], { stdio: 'ignore' });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  };
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      await stop();
+      throw new Error('QEMU (SPICE) did not start');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { port, stop };
+}

@@ -72,7 +72,7 @@ class VncConnection implements ConsoleAttachment {
     tcp.once('connect', () => {
       const next = (leftover?: Buffer) => {
         if (options.authSchemes === undefined) this.#relayNow(leftover);
-        else this.#negotiate(info, link.vncPassword, leftover);
+        else this.#negotiate(info, link.password, leftover);
       };
       if (info.internalAccessPath === undefined) next();
       else this.#tunnel(info.internalAccessPath, next);

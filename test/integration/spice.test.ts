@@ -1,0 +1,119 @@
+/**
+ * SPICE consoles against real QEMU SPICE servers (with and without a password): the proxy's own
+ * ticket on every channel (the browser's is thrown away), a wrong password's code, a token that
+ * cannot link into another VM's session, spice-html5 (Debian's package) in Chromium showing the
+ * guest with no password in the page, and its channels counted and listed as one console.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { launchChromium } from '../helpers/browser.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/net.js';
+import { startQemuSpice } from '../helpers/qemu.js';
+import { linkChannel } from '../helpers/spice-client.js';
+
+describe('SPICE consoles (real QEMU SPICE)', () => {
+  let open: { port: number; stop(): Promise<void> };
+  let locked: { port: number; stop(): Promise<void> };
+  let gw: TestGateway;
+  let spiceUrl: string;
+
+  before(async () => {
+    [open, locked] = await Promise.all([startQemuSpice(), startQemuSpice('s3cret-spice')]);
+    const spicePort = await freePort();
+    spiceUrl = `http://127.0.0.1:${spicePort}`;
+    const entry = (name: string, port: number, password?: string) => ({ name, host: '127.0.0.1', port, protocol: 'vnc' as const, spice: { port, password } });
+    gw = await startTestGateway({
+      builtin: [entry('open', open.port), entry('locked', locked.port, 's3cret-spice'), entry('wrong', locked.port, 'not-the-password')],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${spicePort}\nhtml5proxy_base_url = ${spiceUrl}/spice_auto.html\n`,
+    });
+  });
+
+  after(async () => {
+    await gw?.close();
+    await Promise.all([open?.stop(), locked?.stop()]);
+  });
+
+  const mint = async (instance: string) => {
+    const res = await gw.mint(instance, { protocol: 'spice' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body as { url: string; token: string; type: string };
+  };
+  const ws = (token: string) => `${spiceUrl.replace('http:', 'ws:')}/websockify?token=${token}`;
+
+  test('API and Nova calls return the spice-html5 URL; the page and spice-html5\'s modules are served', async () => {
+    const minted = await mint('open');
+    assert.equal(minted.type, 'spice-html5');
+    assert.equal(minted.url, `${spiceUrl}/spice_auto.html?token=${minted.token}`);
+    const nova = await gw.api('POST', '/v2.1/servers/open/action', { 'os-getSPICEConsole': { type: 'spice-html5' } });
+    assert.equal(nova.status, 200);
+    assert.match((nova.body.console as { url: string }).url, /spice_auto\.html\?token=/);
+    for (const path of ['/spice_auto.html', '/spice-html5/main.js', '/spice-html5/spice.css', '/porthole-spice.js']) {
+      const res = await fetch(`${spiceUrl}${path}`);
+      assert.equal(res.status, 200, path);
+      await res.arrayBuffer();
+    }
+  });
+
+  test('the proxy links every channel with its own ticket: a garbage browser ticket works, with and without a VM password', async () => {
+    for (const name of ['open', 'locked']) {
+      const main = await linkChannel(ws((await mint(name)).token), 1);
+      assert.equal(main.result, 0, `${name}: link result ${main.result} ${main.closeCode ?? ''} ${main.closeReason ?? ''}`);
+      assert.ok(main.sessionId !== undefined && main.sessionId > 0, 'SPICE_MSG_MAIN_INIT arrived');
+      main.ws.close();
+    }
+    assert.ok(!gw.logLines.some((l) => l.includes('s3cret-spice')), 'the password is never logged');
+  });
+
+  test('a wrong password in the driver: 4031; a token for VM A cannot link a channel into VM B\'s session (4032)', async () => {
+    const wrong = await linkChannel(ws((await mint('wrong')).token), 1, { origin: spiceUrl });
+    assert.equal(wrong.closeCode, 4031);
+    assert.match(wrong.closeReason ?? '', /PH_ERR_SPICE_AUTH_FAILED/);
+    const b = await linkChannel(ws((await mint('locked')).token), 1);
+    assert.ok(b.sessionId !== undefined);
+    try {
+      // A's token, B's session id: the proxy connects only to A's SPICE server, which knows no such session.
+      const intrude = await linkChannel(ws((await mint('open')).token), 2, { origin: spiceUrl, connectionId: b.sessionId });
+      assert.notEqual(intrude.result, 0);
+      assert.equal(intrude.closeCode, 4032, `${intrude.closeCode ?? ''} ${intrude.closeReason ?? ''}`);
+      assert.match(intrude.closeReason ?? '', /PH_ERR_SPICE_LINK_FAILED/);
+      assert.ok(gw.logLines.some((l) => l.includes('BAD_CONNECTION_ID')), 'the log names the SPICE error');
+    } finally {
+      b.ws.close();
+    }
+  });
+
+  test('Chromium: spice-html5 through Porthole shows the password-protected VM with no password in the page; its channels are one console', async () => {
+    const browser = await launchChromium();
+    try {
+      const tab = await browser.newPage({ viewport: { width: 900, height: 600 } });
+      const { url, token } = await mint('locked');
+      await tab.goto(url);
+      await tab.waitForFunction(() => /^Connected/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 20_000 });
+      assert.ok(!tab.url().includes('token='), 'the token left the address bar');
+      assert.ok(!(await tab.content()).includes('s3cret-spice'));
+      let lit = 0;
+      for (let i = 0; i < 75 && lit < 500; i++) {
+        lit = await tab.evaluate(() => {
+          let n = 0;
+          for (const cv of document.querySelectorAll('#spice-screen canvas')) {
+            const c = cv as HTMLCanvasElement;
+            const d = c.getContext('2d')?.getImageData(0, 0, c.width, c.height).data;
+            if (d) for (let j = 0; j < d.length; j += 4) if ((d[j] ?? 0) + (d[j + 1] ?? 0) + (d[j + 2] ?? 0) > 150) n++;
+          }
+          return n;
+        });
+        if (lit < 500) await tab.waitForTimeout(200);
+      }
+      await tab.screenshot({ path: 'test-output/e2e/spice-console.png' }).catch(() => undefined);
+      assert.ok(lit >= 500, `the SPICE display canvas shows the guest (${lit} lit pixels)`);
+      const sessions = (await gw.api('GET', '/v1/sessions')).body.sessions as Array<{ protocol: string; channels: number; instance: string }>;
+      const spice = sessions.filter((s) => s.protocol === 'spice' && s.instance === 'locked');
+      assert.equal(spice.length, 1, `one console: ${JSON.stringify(sessions)}`);
+      assert.ok((spice[0]?.channels ?? 0) >= 3, `main, display, inputs, cursor… (${spice[0]?.channels ?? 0} channels)`);
+      void token;
+    } finally {
+      await browser.close();
+    }
+  });
+});
