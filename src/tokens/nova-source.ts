@@ -21,7 +21,7 @@ const MOVED_TASK_STATES = new Set(['migrating', 'resize_migrating', 'resize_migr
 const GONE_VM_STATES = new Set(['shelved_offloaded', 'deleted', 'soft-delete']);
 
 /** Nova's console types and the Porthole protocol of each. */
-const NOVA_CONSOLE_TYPES: Readonly<Record<string, ConnectInfo['protocol']>> = { novnc: 'vnc', serial: 'serial' };
+const NOVA_CONSOLE_TYPES: Readonly<Record<string, ConnectInfo['protocol']>> = { novnc: 'vnc', serial: 'serial', 'spice-html5': 'spice' };
 
 export interface NovaTokenSourceOptions {
   /** Nova's `[database] connection` (SQLAlchemy URL). */

@@ -15,6 +15,7 @@ import { openConsole, rfbSecurityTypes } from '../helpers/ws-client.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/net.js';
 import { openSerial } from '../helpers/serial-client.js';
+import { linkChannel } from '../helpers/spice-client.js';
 
 const cli = (args: string[]) => runCli(args);
 
@@ -201,6 +202,32 @@ describe('libvirt driver against real libvirtd', () => {
     } finally {
       await g2.close();
       await Promise.all([virsh('destroy', N('tty')), virsh('destroy', N('pty'))]);
+    }
+  });
+
+  test('SPICE: <graphics type=\'spice\' passwd=…> reached through the proxy, which links with the password read from libvirt', async () => {
+    await domains.create('sp', '127.0.0.1', '', {
+      devices: "<graphics type='spice' autoport='yes' listen='127.0.0.1' passwd='sp1ce-pw'><listen type='address' address='127.0.0.1'/></graphics>",
+    });
+    const spicePort = await freePort();
+    const g2 = await startTestGateway({
+      ini: `[compute]\ndriver = libvirt\n${libvirt.ini}poll_interval = 3600\n[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${spicePort}\nhtml5proxy_base_url = http://127.0.0.1:${spicePort}/spice_auto.html\n`,
+    });
+    try {
+      const listed = (await g2.api('GET', '/v1/instances')).body.instances as Array<{ name: string; protocols?: string[] }>;
+      assert.ok(listed.find((i) => i.name === N('sp'))?.protocols?.includes('spice'), JSON.stringify(listed));
+      const minted = await g2.mint(N('sp'), { protocol: 'spice' });
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      const main = await linkChannel(`ws://127.0.0.1:${spicePort}/websockify?token=${String(minted.body.token)}`, 1);
+      assert.equal(main.result, 0, `link result ${main.result} ${main.closeCode ?? ''} ${main.closeReason ?? ''}`);
+      main.ws.close();
+      assert.ok(!g2.logLines.some((l) => l.includes('sp1ce-pw')));
+      const vncOnly = await g2.mint(N('a'), { protocol: 'spice' });
+      assert.equal(vncOnly.status, 409);
+      assert.match(String(vncOnly.body.message), /no SPICE graphics \(it has: vnc\)/);
+    } finally {
+      await g2.close();
+      await virsh('destroy', N('sp'));
     }
   });
 
