@@ -15,7 +15,7 @@ import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
-import { startQemuVnc } from '../helpers/qemu.js';
+import { startQemuSpice, startQemuVnc } from '../helpers/qemu.js';
 import { runTempDir, spawnOwned } from '../helpers/run.js';
 
 /** Mean brightness (0–1) of an image file, by ImageMagick. */
@@ -132,20 +132,73 @@ describe('porthole tunnel: native clients through the proxy', () => {
     assert.match(unknown.stderr, /PH_ERR_INSTANCE_NOT_FOUND/);
   });
 
-  test('TigerVNC vncviewer under Xvfb through the tunnel shows the VM (xwd screenshot)', async () => {
+  /** An Xvfb of this test: its env for clients, a root-window screenshot's brightness, a stop. */
+  async function startXvfb() {
     let display = 70;
     while (existsSync(`/tmp/.X${display}-lock`) || existsSync(`/tmp/.X11-unix/X${display}`)) display++;
     const xvfb = spawnOwned('Xvfb', [`:${display}`, '-screen', '0', '1024x768x24', '-nolisten', 'tcp', '-br'], { stdio: 'ignore' });
+    for (let i = 0; i < 100 && !existsSync(`/tmp/.X11-unix/X${display}`); i++) await new Promise((r) => setTimeout(r, 50));
     const env = { ...process.env, DISPLAY: `:${display}` };
+    const shot = join(dir, `root-${display}.png`);
+    return {
+      env, shot,
+      screen: () => {
+        execFileSync('sh', ['-c', `xwd -root -silent | /usr/bin/convert xwd:- ${shot}`], { env });
+        return meanBrightness(shot);
+      },
+      windows: () => execFileSync('xwininfo', ['-root', '-tree'], { env, encoding: 'utf8' }),
+      async stop() {
+        xvfb.kill('SIGTERM');
+        await new Promise((r) => xvfb.once('exit', r));
+      },
+    };
+  }
+
+  test('remote-viewer under Xvfb through `tunnel --protocol spice --exec`: a password-protected SPICE VM, no password given, one console of several channels', async () => {
+    const spice = await startQemuSpice('rv-s3cret');
+    const spicePort = await freePort();
+    const g = await startTestGateway({
+      builtin: [{ name: 'sp', host: '127.0.0.1', port: spice.port, protocol: 'vnc', spice: { port: spice.port, password: 'rv-s3cret' } }],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${spicePort}\nhtml5proxy_base_url = http://127.0.0.1:${spicePort}/spice_auto.html\n`,
+    });
+    const x = await startXvfb();
+    const tunnel = spawn(process.execPath, [BIN, 'tunnel', 'sp', '--protocol', 'spice', '--config-file', g.configFile, '--exec', 'remote-viewer spice://127.0.0.1:{port}'],
+      { env: x.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    tunnel.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    try {
+      const blank = x.screen();
+      let lit = blank;
+      let consoles: Array<{ protocol: string; channels: number }> = [];
+      for (let i = 0; i < 80 && (lit <= blank + 0.002 || (consoles[0]?.channels ?? 0) < 3); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        lit = x.screen();
+        consoles = ((await g.api('GET', '/v1/sessions')).body.sessions as typeof consoles).filter((s) => s.protocol === 'spice');
+      }
+      assert.ok(lit > blank + 0.002, `remote-viewer's window shows the guest (mean ${lit} vs blank ${blank}); tunnel said: ${stderr}`);
+      assert.match(x.windows(), /remote-viewer/);
+      assert.equal(consoles.length, 1, JSON.stringify(consoles));
+      assert.ok((consoles[0]?.channels ?? 0) >= 3, `one console, several SPICE channels: ${JSON.stringify(consoles)}`);
+      await mkdir(join(process.cwd(), 'test-output', 'e2e'), { recursive: true });
+      await copyFile(x.shot, join(process.cwd(), 'test-output', 'e2e', 'remote-viewer-tunnel.png'));
+    } finally {
+      const exited = new Promise((r) => tunnel.once('exit', r));
+      tunnel.kill('SIGTERM'); // and with it the remote-viewer it started
+      await exited;
+      await x.stop();
+      await g.close();
+      await spice.stop();
+    }
+  });
+
+  test('TigerVNC vncviewer under Xvfb through the tunnel shows the VM (xwd screenshot)', async () => {
+    const x = await startXvfb();
+    const env = x.env;
     const tunnel = await startTunnel(['vm', '--config-file', gw.configFile]);
     let viewer: ChildProcess | undefined;
     try {
-      for (let i = 0; i < 100 && !existsSync(`/tmp/.X11-unix/X${display}`); i++) await new Promise((r) => setTimeout(r, 50));
-      const shot = join(dir, 'root.png');
-      const screen = () => {
-        execFileSync('sh', ['-c', `xwd -root -silent | /usr/bin/convert xwd:- ${shot}`], { env });
-        return meanBrightness(shot);
-      };
+      const shot = x.shot;
+      const screen = x.screen;
       const blank = screen();
       viewer = spawnOwned('vncviewer', [`127.0.0.1::${tunnel.port}`], { env, stdio: 'ignore' });
       let lit = blank;
@@ -161,8 +214,7 @@ describe('porthole tunnel: native clients through the proxy', () => {
     } finally {
       viewer?.kill('SIGKILL');
       await tunnel.stop();
-      xvfb.kill('SIGTERM');
-      await new Promise((r) => xvfb.once('exit', r));
+      await x.stop();
     }
   });
 });

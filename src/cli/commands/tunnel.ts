@@ -80,8 +80,14 @@ export async function tunnelCommand(target: string, opts: TunnelArgs): Promise<v
   if (opts.json === true) process.stdout.write(`${JSON.stringify({ port: address.port, address: address.address })}\n`);
   else process.stdout.write(`Tunnel to ${what} on ${local}; connect a native client there (TigerVNC: vncviewer ${address.address}::${address.port}).\n`);
   if (opts.exec !== undefined) {
-    const child = spawn('/bin/sh', ['-c', opts.exec.replaceAll('{port}', String(address.port))], { stdio: 'inherit' });
+    const child = spawn('/bin/sh', ['-c', `exec ${opts.exec.replaceAll('{port}', String(address.port))}`], { stdio: 'inherit' });
+    // Stopping the tunnel stops the viewer it started (exec: the shell is replaced by the command).
+    const stopChild = () => child.kill('SIGTERM');
+    process.once('SIGINT', stopChild);
+    process.once('SIGTERM', stopChild);
     const code = await new Promise<number>((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1))));
+    process.off('SIGINT', stopChild);
+    process.off('SIGTERM', stopChild);
     await tunnel.close();
     if (code !== 0) throw new CliExit(code, `${opts.exec.split(' ')[0] ?? 'the command'} exited with ${code}`);
     return;
