@@ -19,7 +19,7 @@ import { PortholeError } from './errors.js';
 import { consolePortCheck } from './nova/console-port-check.js';
 import { OsloRpcClient, parseTransportUrl } from './nova/oslo-rpc.js';
 import { TrustedProxies } from './proxy/forwarded.js';
-import { ConsoleProxy, type ProxyTlsOptions } from './proxy/server.js';
+import { ConsoleProxy, type ProxyListener, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConsoleSession } from './proxy/session.js';
 import { SessionRegistry } from './sessions/registry.js';
 import { connect as netConnect } from 'node:net';
@@ -52,8 +52,11 @@ export interface GatewayOptions {
    * One console listener only, no API and no API key: `vnc` for `porthole nova-novncproxy`, `serial`
    * for `porthole nova-serialproxy` (Nova's proxy binaries).
    */
-  readonly proxyOnly?: 'vnc' | 'serial' | undefined;
+  readonly proxyOnly?: ConsoleKind | undefined;
 }
+
+/** The console listeners: Nova's three proxies (novncproxy, spicehtml5proxy, serialproxy). */
+export type ConsoleKind = 'vnc' | 'spice' | 'serial';
 
 export interface GatewayAddresses {
   readonly api: string;
@@ -62,6 +65,8 @@ export interface GatewayAddresses {
   /** The serial console listener (`[serial_console] enabled`), else undefined. */
   readonly serialProxy?: string | undefined;
   readonly serialBaseUrl?: string | undefined;
+  /** The SPICE console listener (`[spice] enabled`), else undefined. */
+  readonly spiceProxy?: string | undefined;
 }
 
 const defaultConnect: ConnectFn = (target) => netConnect({ host: target.host, port: target.port, noDelay: true, ...(target.onread ? { onread: target.onread } : {}) });
@@ -151,7 +156,8 @@ export class Gateway {
   readonly #handlers: ReadonlyMap<ConsoleProtocol, ProtocolHandler>;
   readonly #version: string;
   readonly #proxyOnly: boolean;
-  readonly #serialOnly: boolean;
+  /** Which console listener each of the proxy's listeners is, in order. */
+  readonly #listenerKinds: readonly ConsoleKind[];
   #purgeTimer: NodeJS.Timeout | undefined;
   #watchedFiles: string[] = [];
   #upstreamTls: UpstreamTls | undefined;
@@ -191,7 +197,6 @@ export class Gateway {
     });
     const opts = parts.options;
     this.#proxyOnly = opts.proxyOnly !== undefined;
-    this.#serialOnly = opts.proxyOnly === 'serial';
     const config = parts.config;
     const connect = opts.connect ?? defaultConnect;
     const handlers = new Map<ConsoleProtocol, ProtocolHandler>([['vnc', new VncHandler({
@@ -210,21 +215,29 @@ export class Gateway {
     // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly
     // nova-novncproxy (Nova's serial URLs point at the serial listener, as nova-serialproxy's).
     const pageTypes: ConsoleType[] = serial.enabled && config.porthole.token_source !== 'nova' ? ['novnc', 'serial'] : ['novnc'];
+    const wanted = (kind: ConsoleKind) => opts.proxyOnly === undefined || opts.proxyOnly === kind;
+    const listeners: Array<ProxyListener & { kind: ConsoleKind }> = [];
+    if (wanted('vnc')) {
+      listeners.push({
+        kind: 'vnc', name: 'the console proxy ([vnc] novncproxy_host/port)', host: config.vnc.novncproxy_host, port: config.vnc.novncproxy_port,
+        site: parts.site, consoleTypes: pageTypes, defaultScheme: new URL(config.vnc.novncproxy_base_url).protocol,
+      });
+    }
+    if (spice.enabled && wanted('spice') && parts.spiceSite !== undefined) {
+      listeners.push({
+        kind: 'spice', name: 'the SPICE console proxy ([spice] html5proxy_host/port)', host: spice.html5proxy_host, port: spice.html5proxy_port,
+        site: parts.spiceSite, consoleTypes: ['spice-html5'], defaultScheme: new URL(spice.html5proxy_base_url).protocol,
+      });
+    }
+    if (serial.enabled && wanted('serial')) {
+      listeners.push({
+        kind: 'serial', name: 'the serial console proxy ([serial_console] serialproxy_host/port)', host: serial.serialproxy_host, port: serial.serialproxy_port,
+        consoleTypes: ['serial'], defaultScheme: new URL(serial.base_url).protocol,
+      });
+    }
+    this.#listenerKinds = listeners.map((l) => l.kind);
     this.#proxy = new ConsoleProxy({
-      listeners: [
-        ...(opts.proxyOnly === 'serial' ? [] : [{
-          name: 'the console proxy ([vnc] novncproxy_host/port)', host: config.vnc.novncproxy_host, port: config.vnc.novncproxy_port,
-          site: parts.site, consoleTypes: pageTypes, defaultScheme: new URL(config.vnc.novncproxy_base_url).protocol,
-        }]),
-        ...(spice.enabled && opts.proxyOnly === undefined && parts.spiceSite !== undefined ? [{
-          name: 'the SPICE console proxy ([spice] html5proxy_host/port)', host: spice.html5proxy_host, port: spice.html5proxy_port,
-          site: parts.spiceSite, consoleTypes: ['spice-html5'] as ConsoleType[], defaultScheme: new URL(spice.html5proxy_base_url).protocol,
-        }] : []),
-        ...(serial.enabled && opts.proxyOnly !== 'vnc' ? [{
-          name: 'the serial console proxy ([serial_console] serialproxy_host/port)', host: serial.serialproxy_host, port: serial.serialproxy_port,
-          consoleTypes: ['serial'] as ConsoleType[], defaultScheme: new URL(serial.base_url).protocol,
-        }] : []),
-      ],
+      listeners,
       handlers,
       store: parts.tokens,
       sessions: this.sessions,
@@ -258,6 +271,9 @@ export class Gateway {
     const { config, logger } = options;
     if (options.proxyOnly === 'serial' && !config.serial_console.enabled) {
       throw new PortholeError('PH_ERR_CONFIG_INVALID', 'nova-serialproxy needs [serial_console] enabled = true (as Nova\'s nova-serialproxy, which exits without it)');
+    }
+    if (options.proxyOnly === 'spice' && !config.spice.enabled) {
+      throw new PortholeError('PH_ERR_CONFIG_INVALID', 'nova-spicehtml5proxy needs [spice] enabled = true');
     }
     const apiKeys = options.proxyOnly !== undefined
       ? { keys: [], file: '', generated: false }
@@ -338,10 +354,11 @@ export class Gateway {
       }
     };
     const { api } = this.config;
-    // Addresses in the order of the listeners: the console proxy (unless serial only), then serial.
-    const addresses = await this.#proxy.listen();
-    const proxyAddress = this.#serialOnly ? undefined : addresses.shift();
-    const serialAddress = addresses.shift();
+    const addresses = await this.#proxy.listen(); // in the order of the listeners
+    const addressOf = (kind: ConsoleKind) => addresses[this.#listenerKinds.indexOf(kind)];
+    const proxyAddress = addressOf('vnc');
+    const serialAddress = addressOf('serial');
+    const spiceAddress = addressOf('spice');
     if (!this.#proxyOnly) await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
     const apiAddress = this.#proxyOnly ? 'none (proxy only)' : this.#api.server.address();
     this.#purgeTimer = setInterval(() => {
@@ -361,7 +378,8 @@ export class Gateway {
     const fmt = (a: { address: string; port: number }, scheme = 'http') => `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
     return {
       api: typeof apiAddress === 'object' && apiAddress !== null ? fmt(apiAddress) : String(apiAddress),
-      proxy: proxyAddress === undefined ? 'none (serial proxy only)' : fmt(proxyAddress, cert === '' ? 'http' : 'https'),
+      proxy: proxyAddress === undefined ? 'none' : fmt(proxyAddress, cert === '' ? 'http' : 'https'),
+      spiceProxy: spiceAddress === undefined ? undefined : fmt(spiceAddress, cert === '' ? 'http' : 'https'),
       serialProxy: serialAddress === undefined ? undefined : fmt(serialAddress, cert === '' ? 'ws' : 'wss'),
       serialBaseUrl: serialAddress === undefined ? undefined : this.config.serial_console.base_url,
       consoleBaseUrl: this.config.vnc.novncproxy_base_url,

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { isPortholeError } from '../errors.js';
 import { packageVersion } from '../gateway.js';
 import { CliExit, configOption, configDirOption } from './common.js';
-import { serve, novaNovncproxy, novaSerialproxy } from './commands/serve.js';
+import { serve, novaNovncproxy, novaSerialproxy, novaSpicehtml5proxy } from './commands/serve.js';
 import { tunnelCommand } from './commands/tunnel.js';
 import { consoleUrl } from './commands/console-url.js';
 import { vncdisplayCommand } from './commands/vncdisplay.js';
@@ -88,6 +88,18 @@ export function buildProgram(): Command {
     .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [serial_console] serialproxy_host says)')
     .option('--debug', 'as [DEFAULT] debug')
     .action(novaSerialproxy);
+  program.command('nova-spicehtml5proxy')
+    .description('drop-in for Nova\'s nova-spicehtml5proxy: the operator\'s nova.conf, spice-html5 tokens from Nova\'s database, SPICE listener only')
+    .addOption(configOption()).addOption(configDirOption())
+    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
+    .option('--record <file>', 'refused: session recording is not supported yet')
+    .option('--daemon', 'refused: run in the foreground under systemd')
+    .option('--ssl_only', 'as [DEFAULT] ssl_only')
+    .option('--cert <file>', 'as [DEFAULT] cert')
+    .option('--key <file>', 'as [DEFAULT] key')
+    .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [spice] html5proxy_host says)')
+    .option('--debug', 'as [DEFAULT] debug')
+    .action(novaSpicehtml5proxy);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')

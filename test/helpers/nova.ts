@@ -18,27 +18,28 @@ export interface TestNova {
   readonly dir: string;
   /** Nova's `[database] connection`. */
   readonly connection: string;
-  readonly tokens: Record<'novnc' | 'expired' | 'serial' | 'deleted' | 'moving' | 'destroyed_tokens' | 'tunnel' | 'tunnel_refused', NovaToken>;
+  readonly tokens: Record<'novnc' | 'expired' | 'serial' | 'spice' | 'deleted' | 'moving' | 'destroyed_tokens' | 'tunnel' | 'tunnel_refused', NovaToken>;
   destroy(): void;
 }
 
 /**
  * `tunnelPort`: where tokens with an internal_access_path (Nova's CONNECT tunnel) point.
  * `database`: Nova's [database] connection (SQLAlchemy URL of an existing, empty database);
- * default an SQLite file of the run. `serialPort`: where the `serial` token points.
+ * default an SQLite file of the run. `serialPort`, `spicePort`: where the `serial` and `spice` tokens point.
  */
-export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string, database?: string, serialPort = 10000): Promise<TestNova> {
+export async function startTestNova(vncPort: number, tunnelPort: number, novncBaseUrl: string, database?: string, serialPort = 10000, spicePort = 5930): Promise<TestNova> {
   const dir = runTempDir('nova');
   const connection = database ?? `sqlite:///${dir}/nova.sqlite`;
   const conf = join(dir, 'nova.conf');
   writeFileSync(conf, `[DEFAULT]\nhost = porthole-compute\nstate_path = ${dir}\ntransport_url = fake://\nuse_stderr = true\n` +
     `[database]\nconnection = ${connection}\n[api_database]\nconnection = sqlite:///${dir}/nova_api.sqlite\n` +
     `[vnc]\nenabled = true\nnovncproxy_base_url = ${novncBaseUrl}\n[serial_console]\nenabled = true\nbase_url = ws://127.0.0.1:6083/\n` +
+    `[spice]\nenabled = true\nhtml5proxy_base_url = http://127.0.0.1:6082/spice_auto.html\n` +
     `[oslo_concurrency]\nlock_path = ${dir}/lock\n`);
   // nova-manage is in nova-common; its code is in python3-nova: run it directly.
   await run(PYTHON, ['-c', `import sys; from nova.cmd.manage import main; sys.argv = ['nova-manage', '--config-file', ${JSON.stringify(conf)}, 'db', 'sync', '--local_cell']; sys.exit(main())`],
     { timeout: 120_000 });
-  const { stdout } = await run(PYTHON, [join(process.cwd(), 'test', 'fixtures', 'nova', 'mint.py'), conf, String(vncPort), String(tunnelPort), String(serialPort)], { timeout: 60_000 });
+  const { stdout } = await run(PYTHON, [join(process.cwd(), 'test', 'fixtures', 'nova', 'mint.py'), conf, String(vncPort), String(tunnelPort), String(serialPort), String(spicePort)], { timeout: 60_000 });
   return {
     dir,
     connection,

@@ -16,7 +16,8 @@ import { showConsoleInChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTestNova, type TestNova } from '../helpers/nova.js';
 import { freePort } from '../helpers/net.js';
-import { startQemuSerial, startQemuVnc, type QemuSerialVm } from '../helpers/qemu.js';
+import { startQemuSerial, startQemuSpice, startQemuVnc, type QemuSerialVm } from '../helpers/qemu.js';
+import { linkChannel } from '../helpers/spice-client.js';
 import { openSerial } from '../helpers/serial-client.js';
 import { startMariadb, startPostgres, startRabbitmq, type RabbitMq } from '../helpers/services.js';
 import { spawnOwned } from '../helpers/run.js';
@@ -27,6 +28,7 @@ const run = promisify(execFile);
 describe('nova mode: tokens from Nova\'s own database', () => {
   let vm: DemoVm;
   let serialVm: QemuSerialVm;
+  let spiceVm: { port: number; stop(): Promise<void> };
   let serialPort: number;
   let nova: TestNova;
   let gw: TestGateway;
@@ -51,6 +53,7 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     const rabbitStarted = startRabbitmq() as Promise<RabbitMq & { destroy(): Promise<void> }>;
     vm = await startQemuVnc();
     serialVm = await startQemuSerial();
+    spiceVm = await startQemuSpice();
     serialPort = await freePort();
     // A console endpoint behind Nova's internal_access_path: answers CONNECT, then is the VM's VNC.
     tunnel = createServer((client) => {
@@ -69,7 +72,7 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     });
     await new Promise<void>((r) => tunnel.listen(0, '127.0.0.1', r));
     // Nova records its own proxy URL in each token; only its scheme matters to Porthole.
-    nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html', undefined, serialVm.serialPort);
+    nova = await startTestNova(vm.entry.port, (tunnel.address() as AddressInfo).port, 'http://127.0.0.1:6080/vnc_auto.html', undefined, serialVm.serialPort, spiceVm.port);
     rabbit = await rabbitStarted;
     portsFile = join(nova.dir, 'compute-ports.json');
     await setComputePorts(allPorts());
@@ -99,6 +102,7 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     await rabbit?.destroy();
     await vm?.stop();
     await serialVm?.stop();
+    await spiceVm?.stop();
     tunnel?.close();
     nova?.destroy();
   });
@@ -184,6 +188,38 @@ describe('nova mode: tokens from Nova\'s own database', () => {
       } finally {
         await client.close();
       }
+    } finally {
+      proxy.kill('SIGTERM');
+      await new Promise((r) => proxy.once('exit', r));
+    }
+  });
+
+  test('porthole nova-spicehtml5proxy: Nova\'s spice-html5 tokens on the SPICE listener only, linked by the proxy, port confirmed over RPC', async () => {
+    const { spawn } = await import('node:child_process');
+    const { writeFile } = await import('node:fs/promises');
+    const { BIN } = await import('../helpers/cli.js');
+    const port = await freePort();
+    const conf = join(nova.dir, 'nova-spicehtml5proxy.conf');
+    await writeFile(conf, `[DEFAULT]\nstate_path = ${nova.dir}\ntransport_url = ${rabbit.transportUrl}\nrpc_response_timeout = 3\n[database]\nconnection = ${nova.connection}\n` +
+      `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${port}\nhtml5proxy_base_url = http://127.0.0.1:6082/spice_auto.html\n`);
+    const proxy = spawn(process.execPath, [BIN, 'nova-spicehtml5proxy', `--config-file=${conf}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    proxy.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!stdout.includes('SPICE proxy') && Date.now() < deadline && proxy.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      assert.match(stdout, new RegExp(`SPICE proxy: +http://127\\.0\\.0\\.1:${port}`), stdout);
+      assert.doesNotMatch(stdout, /API:|console proxy:|serial proxy/);
+      assert.match(nova.tokens.spice.url, /spice_auto\.html\?token=/);
+      const page = await fetch(`http://127.0.0.1:${port}/spice_auto.html`);
+      assert.equal(page.status, 200);
+      await page.arrayBuffer();
+      const main = await linkChannel(`ws://127.0.0.1:${port}/websockify?token=${nova.tokens.spice.token}`, 1);
+      assert.equal(main.result, 0, `link result ${main.result} ${main.closeCode ?? ''} ${main.closeReason ?? ''}`);
+      main.ws.close();
+      assert.ok(computeCalls.some((c) => c.console_type === 'spice-html5' && String(c.port) === String(spiceVm.port)), `nova-compute was asked: ${JSON.stringify(computeCalls.slice(-3))}`);
+      const vncToken = await linkChannel(`ws://127.0.0.1:${port}/websockify?token=${nova.tokens.novnc.token}`, 1, { origin: `http://127.0.0.1:${port}` });
+      assert.equal(vncToken.closeCode, 4006, 'a VNC token on the SPICE listener');
     } finally {
       proxy.kill('SIGTERM');
       await new Promise((r) => proxy.once('exit', r));

@@ -2,7 +2,7 @@
 import type { LoadedConfig } from '../../config/load.js';
 import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../../demo/qemu-demo.js';
 import { currentOpenFilesLimit, fdLimitWarning } from '../../ops/fd-limit.js';
-import { Gateway, packageVersion } from '../../gateway.js';
+import { Gateway, packageVersion, type ConsoleKind } from '../../gateway.js';
 import { createLogger, logFilePath, openLogDestination } from '../../log.js';
 import { CliExit, readConfig, type ConfigArgs } from '../common.js';
 
@@ -37,7 +37,12 @@ export async function novaSerialproxy(opts: NovaProxyArgs): Promise<void> {
   await runNovaProxy(opts, 'serial', 'nova-serialproxy');
 }
 
-async function runNovaProxy(opts: NovaProxyArgs, consoles: 'vnc' | 'serial', binary: string): Promise<void> {
+/** Nova's nova-spicehtml5proxy, replaced the same way: `[spice] html5proxy_host/port`, Nova's spice-html5 tokens. */
+export async function novaSpicehtml5proxy(opts: NovaProxyArgs): Promise<void> {
+  await runNovaProxy(opts, 'spice', 'nova-spicehtml5proxy');
+}
+
+async function runNovaProxy(opts: NovaProxyArgs, consoles: ConsoleKind, binary: string): Promise<void> {
   if (opts.record !== undefined) throw new CliExit(2, '--record: session recording is not supported yet; remove the option (consoles work without it)');
   if (opts.daemon === true) throw new CliExit(2, '--daemon: porthole does not fork into the background; run it in the foreground under systemd (as Debian\'s nova-novncproxy unit does)');
   if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC and xterm.js from their npm packages)\n`);
@@ -51,7 +56,7 @@ async function runNovaProxy(opts: NovaProxyArgs, consoles: 'vnc' | 'serial', bin
   await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: consoles, binary });
 }
 
-async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: 'vnc' | 'serial' | undefined; binary: string }): Promise<void> {
+async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly: ConsoleKind | undefined; binary: string }): Promise<void> {
   const { config, files } = loaded;
   const logPath = logFilePath(config.DEFAULT.log_file, config.DEFAULT.log_dir, mode.binary);
   const logDestination = openLogDestination(logPath);
@@ -74,10 +79,11 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
   out(config.porthole.token_source === 'nova'
     ? `  tokens:        Nova's database (${gateway.tokens.identity.replace(/^nova:/, '')}), read only`
     : `  token store:   ${config.cache.backend}${config.cache.backend === 'sqlite' ? ` (${config.cache.sqlite_path})` : ''}`);
-  if (mode.proxyOnly !== 'serial') {
+  if (mode.proxyOnly === undefined || mode.proxyOnly === 'vnc') {
     out(`  console proxy: ${addresses.proxy}`);
     out(`  console URLs:  ${addresses.consoleBaseUrl}?token=…`);
   }
+  if (addresses.spiceProxy !== undefined) out(`  SPICE proxy:   ${addresses.spiceProxy} (console URLs: ${config.spice.html5proxy_base_url}?token=…)`);
   if (addresses.serialProxy !== undefined) out(`  serial proxy:  ${addresses.serialProxy} (serial console URLs: ${addresses.serialBaseUrl ?? ''}?token=…)`);
   if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
   if (mode.proxyOnly === undefined) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
