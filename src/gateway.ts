@@ -227,6 +227,7 @@ export class Gateway {
       listeners.push({
         kind: 'spice', name: 'the SPICE console proxy ([spice] html5proxy_host/port)', host: spice.html5proxy_host, port: spice.html5proxy_port,
         site: parts.spiceSite, consoleTypes: ['spice-html5'], defaultScheme: new URL(spice.html5proxy_base_url).protocol,
+        connectEndpoint: true,
       });
     }
     if (serial.enabled && wanted('serial')) {

@@ -1,6 +1,8 @@
 /** Minting a console: resolve the instance, authorize a token, build the URL. */
 import type { ComputeDriver } from '../compute/driver.js';
+import { randomBytes } from 'node:crypto';
 import { PortholeError } from '../errors.js';
+import { virtViewerFile } from '../native/virt-viewer-file.js';
 import type { TokenIssuer } from '../tokens/store.js';
 import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
 
@@ -15,6 +17,8 @@ export interface MintedConsole {
   readonly url: string;
   /** Serial consoles: the browser page (xterm.js) for the same token. */
   readonly page_url?: string | undefined;
+  /** `type: native` (SPICE): a remote-viewer connection file through the proxy's CONNECT endpoint. */
+  readonly vv?: string | undefined;
   readonly token: string;
   readonly expires_at: string;
   readonly instance: string;
@@ -43,7 +47,7 @@ export interface ConsoleServiceOptions {
 }
 
 /** Supported protocol → console types (the ones this version can serve). */
-export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'], serial: ['serial'], spice: ['spice-html5'] };
+export const SUPPORTED_CONSOLES: Readonly<Record<string, readonly ConsoleType[]>> = { vnc: ['novnc'], serial: ['serial'], spice: ['spice-html5', 'native'] };
 
 /** `base?token=…`, keeping any query the operator put in the base URL. */
 export function consoleUrl(baseUrl: string, token: string): string {
@@ -81,7 +85,7 @@ export class ConsoleService {
     this.#refuseInNovaMode();
     if (!(SUPPORTED_CONSOLES[request.protocol] ?? []).includes(request.type)) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED',
-        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc, serial/serial, spice/spice-html5)`);
+        `console protocol ${request.protocol} with type ${request.type} is not supported (supported: vnc/novnc, serial/serial, spice/spice-html5, spice/native${request.protocol === 'vnc' && request.type === 'native' ? '; remote-viewer takes no proxy for VNC: use `porthole tunnel`' : ''})`);
     }
     const serial = this.#o.serial;
     if (request.protocol === 'serial' && serial === undefined) {
@@ -104,6 +108,20 @@ export class ConsoleService {
       port: target.port,
       accessUrlBase: this.#baseUrlFor(target.protocol),
     }, this.#o.tokenTtlMs);
+    if (request.type === 'native') {
+      // The CONNECT endpoint is on the SPICE listener; remote-viewer speaks HTTP CONNECT in clear.
+      const proxyUrl = `http://${new URL(this.#baseUrlFor('spice')).host}`;
+      return {
+        url: proxyUrl,
+        vv: virtViewerFile({ token: issued.token, proxyUrl, title: `${target.instance} (Porthole)`, password: randomBytes(12).toString('base64url') }),
+        token: issued.token,
+        expires_at: new Date(issued.expiresAt).toISOString(),
+        instance: target.instance,
+        instance_uuid: target.instanceUuid,
+        protocol: target.protocol,
+        type: request.type,
+      };
+    }
     return {
       url: consoleUrl(this.#baseUrlFor(target.protocol), issued.token),
       ...(serial === undefined || target.protocol !== 'serial' ? {} : { page_url: consoleUrl(serial.pageUrl, issued.token) }),

@@ -37,7 +37,7 @@ const consoleBody = {
     instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH },
     protocol: { type: 'string', enum: ['vnc', 'serial', 'spice'], default: 'vnc' },
     // Default by protocol: novnc for vnc, serial for serial, spice-html5 for spice.
-    type: { type: 'string', enum: ['novnc', 'vnc', 'serial', 'spice-html5'] },
+    type: { type: 'string', enum: ['novnc', 'vnc', 'serial', 'spice-html5', 'native'] },
   },
 } as const;
 
@@ -129,7 +129,12 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     async (req, reply) => {
       const { instance, protocol, type } = req.body;
       const byProtocol: Record<ConsoleProtocol, ConsoleType> = { vnc: 'novnc', serial: 'serial', spice: 'spice-html5' };
-      return reply.code(201).send(await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol] }));
+      const minted = await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol] });
+      // remote-viewer's own format when asked for it (`curl -H 'Accept: application/x-virt-viewer' … > c.vv`).
+      if (minted.vv !== undefined && (req.headers.accept ?? '').includes('application/x-virt-viewer')) {
+        return reply.code(201).type('application/x-virt-viewer').header('Content-Disposition', 'attachment; filename="console.vv"').send(minted.vv);
+      }
+      return reply.code(201).send(minted);
     },
   );
 

@@ -5,7 +5,8 @@
 
 export type ConsoleProtocol = 'vnc' | 'serial' | 'spice';
 /** Console types as Nova names them. */
-export type ConsoleType = 'novnc' | 'vnc' | 'serial' | 'spice-html5';
+/** `native`: Porthole's, for native clients through the HTTP CONNECT endpoint (remote-viewer `.vv` files). */
+export type ConsoleType = 'novnc' | 'vnc' | 'serial' | 'spice-html5' | 'native';
 
 /** Where a console lives, as recorded at mint time. The proxy only ever connects here. */
 export interface ConnectInfo {

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -15,7 +15,7 @@ import { closeReasonFor, PortholeError, isPortholeError } from '../errors.js';
 import type { ConnectSecrets } from '../compute/driver.js';
 import type { TokenSource } from '../tokens/store.js';
 import type { ConnectInfo } from '../console/types.js';
-import { hashToken, tokenLogId } from '../tokens/token.js';
+import { hashToken, tokenFromHost, tokenLogId } from '../tokens/token.js';
 import type { StaticSite } from '../web/static-site.js';
 import { parseAllowedOrigin, type AllowedOrigin } from '../config/allowed-origin.js';
 import { checkOrigin } from './origin.js';
@@ -28,6 +28,7 @@ import type { SessionRegistry } from '../sessions/registry.js';
 import type { ProtocolHandler } from '../console/handler.js';
 import { TUNNEL_CLIENT_HEADER, type ConsoleProtocol, type ConsoleType } from '../console/types.js';
 import { ConsoleSession, type SessionAuth } from './session.js';
+import { SocketClient } from './socket-client.js';
 import { isGuess, passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
 
 /** One address the proxy listens on, and which consoles it serves there. */
@@ -42,6 +43,8 @@ export interface ProxyListener {
   readonly consoleTypes: readonly ConsoleType[];
   /** Scheme of the listener's public URL (`novncproxy_base_url`, serial `base_url`), for the Origin scheme when the token is not valid. */
   readonly defaultScheme: string;
+  /** Also take HTTP CONNECT for `native` tokens (remote-viewer `.vv` files' `proxy=`). */
+  readonly connectEndpoint?: boolean | undefined;
 }
 
 export interface ConsoleProxyOptions {
@@ -172,6 +175,14 @@ export class ConsoleProxy {
         abortHandshake(socket, 500, 'PH_ERR_INTERNAL', 'internal error');
       });
     });
+    if (listener.connectEndpoint === true) {
+      server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        this.#onConnect(listener, req, socket, head).catch((err: unknown) => {
+          this.#logger.error({ err }, 'CONNECT failed');
+          socket.destroy();
+        });
+      });
+    }
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       const [status, message] = clientErrorAnswer(err.code);
       abortHandshake(socket, status, 'PH_ERR_API_BAD_REQUEST', message);
@@ -483,25 +494,64 @@ export class ConsoleProxy {
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       // Not paused while the VNC side connects: reading is what notices a browser that leaves
       // (the session keeps early messages, bounded, and delivers them first).
-      const session = new ConsoleSession({
-        id,
-        ws,
-        token: token as string,
-        logger,
-        handler: this.#options.handlers.get(accepted.connectInfo.protocol) as ProtocolHandler,
-        group: groupOf(accepted.connectInfo),
-        connectTimeoutMs: this.#options.connectTimeoutMs,
-        onClosed: (s) => {
-          this.#sessions.remove(s);
-          // One channel of a SPICE console ended: the console is over, its other channels go too.
-          if (s.group !== undefined) this.#sessions.closeGroup(s.group, new PortholeError('PH_ERR_UPSTREAM_CLOSED', 'another channel of this SPICE console closed'));
-        },
-        remote,
-        handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
-      });
-      this.#sessions.add(session);
-      session.begin(accepted);
+      this.#startSession({ id, ws, token: token as string, logger, remote, group: groupOf(accepted.connectInfo) }, accepted);
     });
+  }
+
+  #startSession(client: { id: string; ws: WebSocket; token: string; logger: Logger; remote: string; group: string | undefined }, accepted: SessionAuth & { ok: true }): void {
+    const session = new ConsoleSession({
+      ...client,
+      handler: this.#options.handlers.get(accepted.connectInfo.protocol) as ProtocolHandler,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      onClosed: (s) => {
+        this.#sessions.remove(s);
+        // One channel of a SPICE console ended: the console is over, its other channels go too.
+        if (s.group !== undefined) this.#sessions.closeGroup(s.group, new PortholeError('PH_ERR_UPSTREAM_CLOSED', 'another channel of this SPICE console closed'));
+      },
+      handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
+    });
+    this.#sessions.add(session);
+    session.begin(accepted);
+  }
+
+  /**
+   * The HTTP CONNECT endpoint for native SPICE clients (remote-viewer's `.vv` `proxy=`, as
+   * Proxmox's spiceproxy): the CONNECT "host" is the token (`CONNECT <token>:<port>`; the port is
+   * ignored), each CONNECT is one SPICE channel, relayed with the proxy's own ticket like a
+   * WebSocket channel. Only `native` tokens; refusals are an HTTP status line naming the code.
+   */
+  async #onConnect(listener: ProxyListener, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', (err) => this.#logger.debug({ err: err.message }, 'CONNECT socket error'));
+    const refuse = (error: PortholeError) => {
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.once('finish', () => socket.destroy());
+      socket.end(`HTTP/1.0 ${error.httpStatus} ${error.code}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${error.code}: ${error.message}\n`);
+    };
+    if (this.#draining) {
+      refuse(new PortholeError('PH_ERR_SHUTTING_DOWN'));
+      return;
+    }
+    const authority = req.url ?? '';
+    const colon = authority.lastIndexOf(':');
+    const host = colon > 0 ? authority.slice(0, colon) : authority;
+    const token = host === '' ? undefined : tokenFromHost(host);
+    const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
+    const remote = this.#clientAddress(req);
+    const logger = this.#logger.child({ sessionId: id, token: token === undefined ? undefined : tokenLogId(token), remote, via: 'CONNECT' });
+    const endpoint: ProxyListener = { ...listener, name: `the native console endpoint (HTTP CONNECT) of ${listener.name}`, consoleTypes: ['native'] };
+    const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
+    const verdict = await passUpgradeGate(this.#gateDeps(endpoint, req, groupOf), token, remote);
+    if (!verdict.ok) {
+      logger[verdict.error.httpStatus < 500 ? 'info' : 'error']({ code: verdict.error.code }, `native console refused: ${verdict.error.message}`);
+      refuse(verdict.error);
+      return;
+    }
+    socket.write('HTTP/1.0 200 OK\r\n\r\n');
+    const client = new SocketClient(socket as Socket, head);
+    this.#startSession({ id, ws: client.asWebSocket(), token: token as string, logger, remote, group: groupOf(verdict.auth.connectInfo) }, verdict.auth);
   }
 
   /**

@@ -40,3 +40,20 @@ export function hashesEqual(a: string, b: string): boolean {
 export function isWellFormedToken(token: string): boolean {
   return TOKEN_RE.test(token);
 }
+
+/**
+ * The token as a host name: remote-viewer (GLib) lower-cases the CONNECT host, and a base64url
+ * token does not survive that, so the `.vv` carries the token's bytes in hex. Pure.
+ */
+export function tokenAsHost(token: string): string {
+  return Buffer.from(token, 'base64url').toString('hex');
+}
+
+/** The token back from a CONNECT host: hex from a `.vv`, anything else taken as it is. Pure. */
+export function tokenFromHost(host: string): string {
+  if (/^[0-9a-f]+$/i.test(host) && host.length % 2 === 0) {
+    const token = Buffer.from(host, 'hex').toString('base64url');
+    if (tokenAsHost(token) === host.toLowerCase()) return token;
+  }
+  return host;
+}

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -185,6 +185,72 @@ describe('porthole tunnel: native clients through the proxy', () => {
       const exited = new Promise((r) => tunnel.once('exit', r));
       tunnel.kill('SIGTERM'); // and with it the remote-viewer it started
       await exited;
+      await x.stop();
+      await g.close();
+      await spice.stop();
+    }
+  });
+
+  test('remote-viewer with the .vv file from the API (type native): a password-protected SPICE VM through the CONNECT endpoint; an expired .vv is refused with its reason', async () => {
+    const spice = await startQemuSpice('vv-s3cret');
+    const spicePort = await freePort();
+    const g = await startTestGateway({
+      builtin: [{ name: 'sp', host: '127.0.0.1', port: spice.port, protocol: 'vnc', spice: { port: spice.port, password: 'vv-s3cret' } }],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${spicePort}\nhtml5proxy_base_url = http://127.0.0.1:${spicePort}/spice_auto.html\n[consoleauth]\ntoken_ttl = 3\n`,
+    });
+    const x = await startXvfb();
+    let viewer: ChildProcess | undefined;
+    try {
+      const res = await fetch(`${g.apiUrl}/v1/consoles`, {
+        method: 'POST', headers: { Authorization: `Bearer ${g.apiKey}`, 'Content-Type': 'application/json', Accept: 'application/x-virt-viewer' },
+        body: JSON.stringify({ instance: 'sp', protocol: 'spice', type: 'native' }),
+      });
+      assert.equal(res.status, 201);
+      assert.match(res.headers.get('content-type') ?? '', /application\/x-virt-viewer/);
+      const vv = await res.text();
+      assert.match(vv, /^\[virt-viewer\]\ntype=spice\n/);
+      assert.match(vv, new RegExp(`proxy=http://127\\.0\\.0\\.1:${spicePort}\n`));
+      assert.match(vv, /delete-this-file=1/);
+      assert.doesNotMatch(vv, /vv-s3cret/, 'the VM\'s password is not in the file');
+      const file = join(dir, 'console.vv');
+      await writeFile(file, vv);
+      const blank = x.screen();
+      viewer = spawnOwned('remote-viewer', [file], { env: x.env, stdio: 'ignore' });
+      let lit = blank;
+      let consoles: Array<{ protocol: string; channels: number }> = [];
+      for (let i = 0; i < 80 && (lit <= blank + 0.002 || (consoles[0]?.channels ?? 0) < 3); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        lit = x.screen();
+        consoles = ((await g.api('GET', '/v1/sessions')).body.sessions as typeof consoles).filter((c) => c.protocol === 'spice');
+      }
+      assert.ok(lit > blank + 0.002, `remote-viewer shows the guest (mean ${lit} vs blank ${blank})`);
+      assert.equal(consoles.length, 1, JSON.stringify(consoles));
+      assert.ok((consoles[0]?.channels ?? 0) >= 3, JSON.stringify(consoles));
+      assert.ok(g.logLines.some((l) => l.includes('"via":"CONNECT"')), 'the channels came through the CONNECT endpoint');
+      await mkdir(join(process.cwd(), 'test-output', 'e2e'), { recursive: true });
+      await copyFile(x.shot, join(process.cwd(), 'test-output', 'e2e', 'remote-viewer-vv.png'));
+      viewer.kill('SIGKILL');
+      // An expired .vv: the endpoint answers the CONNECT with the reason, remote-viewer says it cannot connect.
+      const host = /^host=(.*)$/m.exec(vv)?.[1] ?? '';
+      await new Promise((r) => setTimeout(r, 3500));
+      const answer = await new Promise<string>((resolve, reject) => {
+        const sock = connect(spicePort, '127.0.0.1', () => sock.write(`CONNECT ${host}:5900 HTTP/1.0\r\nHost: ${host}:5900\r\n\r\n`));
+        let text = '';
+        const timer = setTimeout(() => { sock.destroy(); resolve(`${text} (timeout)`); }, 5000);
+        sock.on('data', (d: Buffer) => { text += d.toString(); });
+        sock.on('close', () => { clearTimeout(timer); resolve(text); });
+        sock.on('error', reject);
+      });
+      assert.match(answer, /^HTTP\/1\.0 401 PH_ERR_TOKEN_EXPIRED\r\n/);
+      assert.ok(!answer.endsWith('(timeout)'), 'answered and closed, no hang');
+      const before = g.logLines.length;
+      assert.ok(!existsSync(file), 'remote-viewer deleted the file it read (delete-this-file=1)');
+      await writeFile(file, vv);
+      viewer = spawnOwned('remote-viewer', [file], { env: x.env, stdio: 'ignore' });
+      for (let i = 0; i < 40 && !g.logLines.slice(before).some((l) => l.includes('PH_ERR_TOKEN_EXPIRED')); i++) await new Promise((r) => setTimeout(r, 250));
+      assert.ok(g.logLines.slice(before).some((l) => l.includes('PH_ERR_TOKEN_EXPIRED') && l.includes('CONNECT')), 'remote-viewer\'s CONNECT was refused as expired');
+    } finally {
+      viewer?.kill('SIGKILL');
       await x.stop();
       await g.close();
       await spice.stop();

@@ -29,3 +29,21 @@ test('a tunnelled connection\'s end, as one line', () => {
   assert.match(describeEnd({ ...base, code: 1000, reason: '', bytesToClient: 100 }), /closed \(100 bytes in, 0 out\)/);
   assert.match(describeEnd({ ...base, opened: false, code: 1006, reason: 'HTTP 429 PH_ERR_TOO_MANY_FAILURES: wait', httpStatus: 429 }), /refused: HTTP 429/);
 });
+
+test('.vv files: the token as a lower-case host (GLib lower-cases CONNECT hosts) and back; the file\'s keys', async () => {
+  const { mintToken, tokenAsHost, tokenFromHost } = await import('../../src/tokens/token.js');
+  const { virtViewerFile } = await import('../../src/native/virt-viewer-file.js');
+  for (let i = 0; i < 50; i++) {
+    const token = mintToken();
+    const host = tokenAsHost(token);
+    assert.match(host, /^[0-9a-f]{48}$/);
+    assert.equal(tokenFromHost(host), token);
+    assert.equal(tokenFromHost(host.toUpperCase()), token);
+  }
+  assert.equal(tokenFromHost('pvespiceproxy:abc'), 'pvespiceproxy:abc', 'anything else is taken as it is');
+  const vv = virtViewerFile({ token: 'AAAA', proxyUrl: 'http://p:6082', title: 'web-1\n[evil]', password: 'x' });
+  assert.match(vv, /^\[virt-viewer\]\ntype=spice\nhost=000000\n/);
+  assert.match(vv, /\nproxy=http:\/\/p:6082\n/);
+  assert.match(vv, /\ntitle=web-1 \[evil\]\n/, 'a title cannot start a new INI line');
+  assert.match(vv, /\ndelete-this-file=1\n/);
+});
