@@ -288,7 +288,7 @@ export class Gateway {
       const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
       const site = await StaticSite.load(
         [
-          { prefix: '/', dir: join(packageRoot(), 'web') },
+          { prefix: '/', dir: join(packageRoot(), 'web'), include: (rel) => !rel.includes('spice') }, // the SPICE page lives on the SPICE listener
           { prefix: '/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/') },
           // xterm.js for /serial.html, from its npm packages (never copied into the repo).
           { prefix: '/xterm/', dir: packageDirOf('@xterm/xterm'), include: (rel) => rel === 'lib/xterm.mjs' || rel === 'css/xterm.css' },
