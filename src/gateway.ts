@@ -28,7 +28,7 @@ import type { ConsoleProtocol, ConsoleType } from './console/types.js';
 import { SerialHandler } from './protocols/serial/handler.js';
 import { SpiceHandler } from './protocols/spice/handler.js';
 import { VncHandler } from './protocols/vnc/handler.js';
-import type { UpstreamTls } from './protocols/vnc/upstream-tls.js';
+import type { UpstreamTls } from './protocols/upstream-tls.js';
 import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
@@ -128,6 +128,19 @@ async function readUpstreamTls(config: Config): Promise<UpstreamTls | undefined>
   }
 }
 
+/** TLS towards SPICE servers' tlsPort (`[spice] ca_certs`), or undefined. @throws PortholeError naming the file. */
+async function readSpiceTls(config: Config): Promise<UpstreamTls | undefined> {
+  const file = config.spice.ca_certs;
+  if (file === '') return undefined;
+  let ca: Buffer;
+  try {
+    ca = await readFile(file);
+    return { secureContext: createSecureContext({ ca, minVersion: 'TLSv1.2' }), verifyHostname: config.spice.verify_hostname, hasClientCertificate: false };
+  } catch (err) {
+    throw new PortholeError('PH_ERR_CONFIG_INVALID', `[spice] ca_certs ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
 /** Files whose change re-reads TLS material (certificate renewals replace them). */
 function tlsFiles(config: Config): string[] {
   const { cert, key } = config.DEFAULT;
@@ -165,7 +178,7 @@ export class Gateway {
 
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
-    spiceSite: StaticSite | undefined;
+    spiceSite: StaticSite | undefined; spiceTls: UpstreamTls | undefined;
     tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined;
   }) {
     this.config = parts.config;
@@ -210,7 +223,10 @@ export class Gateway {
       handlers.set('serial', new SerialHandler({ connect, logger: parts.logger.child({ component: 'serial' }), wsHighWaterBytes: opts.wsHighWaterBytes }));
     }
     const spice = config.spice;
-    if (spice.enabled) handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes }));
+    if (spice.enabled) {
+      const spiceTls = parts.spiceTls;
+      handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes, tls: spiceTls === undefined ? undefined : () => spiceTls }));
+    }
     this.#handlers = handlers;
     // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly
     // nova-novncproxy (Nova's serial URLs point at the serial listener, as nova-serialproxy's).
@@ -298,8 +314,9 @@ export class Gateway {
         ['/serial.html'],
       );
       const spiceSite = config.spice.enabled ? await loadSpiceSite(config.spice.html5_dir) : undefined;
+      const spiceTls = config.spice.enabled ? await readSpiceTls(config) : undefined;
       const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
-      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, options, tls, upstreamTls, novaRpc });
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, spiceTls, options, tls, upstreamTls, novaRpc });
     } catch (err) {
       if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();

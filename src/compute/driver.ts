@@ -13,6 +13,8 @@ export interface ConsoleTarget {
 /** What the proxy needs to authenticate to a console's server, read fresh for each connect. */
 export interface ConnectSecrets {
   readonly password?: string | undefined;
+  /** SPICE: the server's TLS port now, for channels QEMU serves only there (the token records the plain port). */
+  readonly tlsPort?: number | undefined;
 }
 
 export interface InstanceSummary {

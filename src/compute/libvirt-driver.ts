@@ -99,7 +99,7 @@ export class LibvirtDriver implements ComputeDriver {
         throw stale(`the domain's ${info.protocol === 'spice' ? 'SPICE' : 'VNC'} server is now on port ${graphics?.port ?? 'none'}`);
       }
     }
-    return { password: graphics?.password };
+    return { password: graphics?.password, ...(info.protocol === 'spice' && graphics?.tlsPort !== undefined ? { tlsPort: graphics.tlsPort } : {}) };
   }
 
   async #poll(): Promise<void> {

@@ -103,7 +103,8 @@ export class StaticDriver implements ComputeDriver {
     if (!want.password) return {};
     await this.#reload(false);
     const entry = this.#find(info.instance);
-    return { password: info.protocol === 'spice' ? entry?.spice?.password : entry?.password };
+    if (info.protocol === 'spice') return { password: entry?.spice?.password, tlsPort: entry?.spice?.tlsPort };
+    return { password: entry?.password };
   }
 
   async list(): Promise<InstanceSummary[]> {

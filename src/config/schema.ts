@@ -231,6 +231,9 @@ export const SCHEMA = {
     html5proxy_port: option(parseListenPort, 6082, 'Port the SPICE console proxy listens on.'),
     server_listen: option(parseHost, '127.0.0.1', 'Address SPICE servers on this hypervisor should listen on (used by audit).'),
     server_proxyclient_address: option(parseHost, '127.0.0.1', "The hypervisor's management address the proxy uses to reach its SPICE servers."),
+    ca_certs: option(parseString, '',
+      'PEM CA bundle that SPICE servers\' TLS certificates (QEMU x509-dir ca-cert.pem / libvirt spice_tls_x509_cert_dir) must chain to; with it the proxy links channels QEMU secures on tlsPort. Empty: those channels are refused (4032).'),
+    verify_hostname: option(parseBool, true, 'Require the SPICE server\'s certificate to name the address the proxy connects to.'),
     html5_dir: option(parseString, '/usr/share/spice-html5', 'Where Debian\'s spice-html5 package installed the page (apt-get install spice-html5); served from there, never copied.'),
   },
   consoleauth: {

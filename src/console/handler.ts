@@ -21,8 +21,10 @@ export interface ConsoleLink {
   readonly ws: WebSocket;
   /** Where the console lives: from the token store only. */
   readonly info: ConnectInfo;
-  /** The VNC password, when the driver gave one (only asked for when the handler wants it). */
+  /** The console's password (VNC or SPICE), when the driver gave one (only asked for when the handler wants it). */
   readonly password?: string | undefined;
+  /** SPICE: the server's TLS port, from the driver at connect time (channels QEMU secures are only there). */
+  readonly tlsPort?: number | undefined;
   readonly logger: Logger;
   /**
    * The client's messages that arrived before the console was ready, in order; the session stops

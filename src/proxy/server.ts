@@ -403,7 +403,7 @@ export class ConsoleProxy {
     try {
       const password = this.#options.handlers.get(connectInfo.protocol)?.wantsPassword === true;
       const secrets = await this.#options.prepareConnect?.(connectInfo, { password });
-      return { ok: true, connectInfo, expiresAt, password: secrets?.password };
+      return { ok: true, connectInfo, expiresAt, password: secrets?.password, tlsPort: secrets?.tlsPort };
     } catch (err) {
       // Fail closed: when the target cannot be verified, do not connect to whatever owns the port now.
       return { ok: false, error: isPortholeError(err) ? err : new PortholeError('PH_ERR_INTERNAL', (err as Error).message, { cause: err }) };

@@ -49,7 +49,7 @@ export interface ConsoleSessionOptions {
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
 export type SessionAuth =
-  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly password?: string | undefined }
+  | { readonly ok: true; readonly connectInfo: ConnectInfo; readonly expiresAt?: number; readonly password?: string | undefined; readonly tlsPort?: number | undefined }
   | { readonly ok: false; readonly error: PortholeError };
 
 /** The close code ws sent for one of its protocol errors (stored under its `status-code` symbol). Pure. */
@@ -157,6 +157,7 @@ export class ConsoleSession implements RegisteredSession {
       ws: this.#ws,
       info,
       password: auth.password,
+      tlsPort: auth.tlsPort,
       logger: this.#logger,
       takeEarly: () => this.#takeEarly(),
       negotiating: (timeoutError) => {

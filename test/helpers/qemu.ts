@@ -159,13 +159,19 @@ export async function startQemuSerial(): Promise<QemuSerialVm> {
   return { vncPort, serialPort, stop, reset: async () => { await qmpCommand(qmpPath, 'system_reset'); } };
 }
 
-/** QEMU with a SPICE server on loopback (qxl VGA), with or without a password (QEMU's password-secret). */
-export async function startQemuSpice(password?: string): Promise<{ port: number; stop(): Promise<void> }> {
+/**
+ * QEMU with a SPICE server on loopback (qxl VGA), with or without a password (QEMU's
+ * password-secret); with `tlsDir` (ca-cert.pem, server-cert.pem, server-key.pem) also a tls-port
+ * that alone serves the main channel (`tls-channel=main`).
+ */
+export async function startQemuSpice(password?: string, tlsDir?: string): Promise<{ port: number; tlsPort?: number; stop(): Promise<void> }> {
   const { freePort } = await import('./net.js');
   const { connect } = await import('node:net');
   const port = await freePort();
-  const auth = password === undefined ? ['-spice', `port=${port},addr=127.0.0.1,disable-ticketing=on`]
-    : ['-object', `secret,id=spicepw,data=${password}`, '-spice', `port=${port},addr=127.0.0.1,password-secret=spicepw`];
+  const tlsPort = tlsDir === undefined ? undefined : await freePort();
+  const tls = tlsDir === undefined ? '' : `,tls-port=${tlsPort},x509-dir=${tlsDir},tls-channel=main`;
+  const auth = password === undefined ? ['-spice', `port=${port},addr=127.0.0.1,disable-ticketing=on${tls}`]
+    : ['-object', `secret,id=spicepw,data=${password}`, '-spice', `port=${port},addr=127.0.0.1,password-secret=spicepw${tls}`];
   const child = spawnOwned('qemu-system-x86_64', ['-name', runName('spice'), '-display', 'none', '-nodefaults', '-vga', 'qxl', '-machine', 'pc',
     '-accel', 'tcg', '-m', '64', ...auth], { stdio: 'ignore' });
   const stop = async () => {
@@ -188,5 +194,5 @@ export async function startQemuSpice(password?: string): Promise<{ port: number;
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { port, stop };
+  return { port, ...(tlsPort === undefined ? {} : { tlsPort }), stop };
 }

@@ -11,6 +11,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { startQemuSpice } from '../helpers/qemu.js';
 import { linkChannel } from '../helpers/spice-client.js';
+import { makeTestPki } from '../helpers/pki.js';
 
 describe('SPICE consoles (real QEMU SPICE)', () => {
   let open: { port: number; stop(): Promise<void> };
@@ -80,6 +81,41 @@ describe('SPICE consoles (real QEMU SPICE)', () => {
       assert.ok(gw.logLines.some((l) => l.includes('BAD_CONNECTION_ID')), 'the log names the SPICE error');
     } finally {
       b.ws.close();
+    }
+  });
+
+  test('tls-port: a main channel QEMU serves only over TLS is linked there with [spice] ca_certs; without the CA it is refused naming NEED_SECURED (4032)', async () => {
+    const pki = makeTestPki();
+    const secured = await startQemuSpice('tls-s3cret', pki.dir);
+    const port = await freePort();
+    const g2 = await startTestGateway({
+      builtin: [{ name: 'tls', host: '127.0.0.1', port: secured.port, protocol: 'vnc', spice: { port: secured.port, tlsPort: secured.tlsPort, password: 'tls-s3cret' } }],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${port}\nhtml5proxy_base_url = http://127.0.0.1:${port}/spice_auto.html\nca_certs = ${pki.caCert}\n`,
+    });
+    const g3 = await startTestGateway({
+      builtin: [{ name: 'tls', host: '127.0.0.1', port: secured.port, protocol: 'vnc', spice: { port: secured.port, tlsPort: secured.tlsPort, password: 'tls-s3cret' } }],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${await freePort()}\nhtml5proxy_base_url = http://127.0.0.1:${port}/spice_auto.html\n`,
+    });
+    try {
+      const token = (await g2.mint('tls', { protocol: 'spice' })).body.token as string;
+      const main = await linkChannel(`ws://127.0.0.1:${port}/websockify?token=${token}`, 1);
+      assert.equal(main.result, 0, `over TLS: ${main.result} ${main.closeCode ?? ''} ${main.closeReason ?? ''}`);
+      assert.ok(main.sessionId !== undefined, 'SPICE_MSG_MAIN_INIT over TLS');
+      // The display channel is not secured: it links on the plain port into the same session.
+      const display = await linkChannel(`ws://127.0.0.1:${port}/websockify?token=${token}`, 2, { connectionId: main.sessionId });
+      assert.equal(display.result, 0);
+      display.ws.close();
+      main.ws.close();
+      const address = g3.gateway.config.spice.html5proxy_port;
+      const refused = await linkChannel(`ws://127.0.0.1:${address}/websockify?token=${(await g3.mint('tls', { protocol: 'spice' })).body.token as string}`, 1, { origin: `http://127.0.0.1:${address}` });
+      assert.equal(refused.closeCode, 4032);
+      assert.ok(g3.logLines.some((l) => l.includes('NEED_SECURED')), 'the log names NEED_SECURED');
+    } finally {
+      await g2.close();
+      await g3.close();
+      await secured.stop();
+      const { rm } = await import('node:fs/promises');
+      await rm(pki.dir, { recursive: true, force: true });
     }
   });
 

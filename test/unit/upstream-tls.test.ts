@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeTlsError } from '../../src/protocols/vnc/upstream-tls.js';
+import { describeTlsError } from '../../src/protocols/upstream-tls.js';
 
 const err = (code: string, message: string) => Object.assign(new Error(message), { code });
 

@@ -11,9 +11,13 @@ import type { ConnectFn, ConsoleAttachment, ConsoleLink, ProtocolHandler } from 
 import { isPortholeError, PortholeError } from '../../errors.js';
 import { Relay } from '../relay.js';
 import { upstreamSocketError } from '../upstream-error.js';
+import { describeTlsError, startUpstreamTls, type UpstreamTls } from '../upstream-tls.js';
 import {
   checkClientTicket, clientTicketBytes, linkResultError, parseClientLink, parseServerReply, proxyTicket, readLinkMessage, type ClientLink,
 } from './link.js';
+
+/** SPICE_LINK_ERR_NEED_SECURED: the channel is served on the tlsPort only. */
+const NEED_SECURED = 5;
 
 /** Bytes either side may send before the link is done; a link is a few hundred. */
 const MAX_HANDSHAKE_BYTES = 16 * 1024;
@@ -21,6 +25,8 @@ const MAX_HANDSHAKE_BYTES = 16 * 1024;
 export interface SpiceHandlerOptions {
   readonly connect: ConnectFn;
   readonly wsHighWaterBytes?: number | undefined;
+  /** TLS towards SPICE servers' tlsPort (`[spice] ca_certs`), for the channels QEMU secures; absent: those are refused. */
+  readonly tls?: (() => UpstreamTls | undefined) | undefined;
 }
 
 export class SpiceHandler implements ProtocolHandler {
@@ -47,7 +53,12 @@ type Phase = 'connecting' | 'client-link' | 'server-reply' | 'client-ticket' | '
 class SpiceChannel implements ConsoleAttachment {
   readonly #link: ConsoleLink;
   readonly #relay: Relay;
-  readonly #tcp: Socket;
+  readonly #options: SpiceHandlerOptions;
+  #tcp: Socket;
+  /** After a NEED_SECURED reply: TLS to the tlsPort carries this channel instead of #tcp. */
+  #tls: Socket | undefined;
+  /** The browser's link message, to send again over TLS. */
+  #linkMessage: Buffer | undefined;
   #phase: Phase = 'connecting';
   #fromClient = Buffer.alloc(0);
   #fromServer = Buffer.alloc(0);
@@ -56,6 +67,7 @@ class SpiceChannel implements ConsoleAttachment {
 
   constructor(link: ConsoleLink, options: SpiceHandlerOptions) {
     this.#link = link;
+    this.#options = options;
     const { host, port } = link.info;
     const address = `${host}:${port}`;
     this.#relay = new Relay({
@@ -72,8 +84,48 @@ class SpiceChannel implements ConsoleAttachment {
       if (this.#phase !== 'released') link.fail(upstreamSocketError(err, 'SPICE server', address, this.#phase !== 'connecting'));
     });
     tcp.on('close', () => {
-      if (this.#phase !== 'released' && this.#phase !== 'connecting') link.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `SPICE server ${address} closed the connection`));
+      if (this.#tls === undefined && this.#phase !== 'released' && this.#phase !== 'connecting') link.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `SPICE server ${address} closed the connection`));
     });
+  }
+
+  /** Where link bytes and, later, the browser's bytes go. */
+  get #upstream(): Socket {
+    return this.#tls ?? this.#tcp;
+  }
+
+  /**
+   * The server answered NEED_SECURED: this channel is served only on the tlsPort. Link again there,
+   * over TLS checked against `[spice] ca_certs`, with the browser's same link message.
+   * @returns false when that is not possible (no tlsPort from the driver, or no CA configured).
+   */
+  #switchToTls(): boolean {
+    const tls = this.#options.tls?.();
+    const tlsPort = this.#link.tlsPort;
+    if (tls === undefined || tlsPort === undefined || this.#linkMessage === undefined) return false;
+    const { host } = this.#link.info;
+    const plain = this.#tcp;
+    this.#relay.stop();
+    plain.removeAllListeners('close');
+    plain.destroy();
+    const tcp = this.#options.connect({ host, port: tlsPort });
+    this.#tcp = tcp;
+    tcp.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.#phase !== 'released') this.#link.fail(upstreamSocketError(err, 'SPICE server (tlsPort)', `${host}:${tlsPort}`, false));
+    });
+    tcp.once('connect', () => {
+      const secure = startUpstreamTls(tcp, host, tls);
+      this.#tls = secure;
+      secure.on('data', this.#onServer);
+      secure.on('error', (err: NodeJS.ErrnoException) => {
+        this.#link.fail(new PortholeError('PH_ERR_UPSTREAM_TLS', `TLS to SPICE server ${host}:${tlsPort} failed: ${describeTlsError(err)}`, { cause: err }));
+      });
+      secure.on('close', () => {
+        if (this.#phase !== 'released') this.#link.fail(new PortholeError('PH_ERR_UPSTREAM_CLOSED', `SPICE server ${host}:${tlsPort} (TLS) closed the connection`));
+      });
+      secure.once('secureConnect', () => secure.write(this.#linkMessage as Buffer));
+    });
+    this.#link.logger.debug({ tlsPort }, 'SPICE channel needs TLS: linking again on the tlsPort');
+    return true;
   }
 
   get bytesToClient(): number {
@@ -88,6 +140,7 @@ class SpiceChannel implements ConsoleAttachment {
     this.#phase = 'released';
     this.#link.ws.off('message', this.#onClient);
     this.#relay.stop();
+    this.#tls?.destroy();
     this.#tcp.destroy();
   }
 
@@ -128,17 +181,22 @@ class SpiceChannel implements ConsoleAttachment {
           const read = readLinkMessage(this.#fromClient, 'browser');
           if ('need' in read) return needMore();
           this.#clientLink = parseClientLink(read.message);
-          this.#tcp.write(read.message);
+          this.#linkMessage = Buffer.from(read.message);
+          this.#upstream.write(read.message);
           this.#fromClient = this.#fromClient.subarray(read.message.length);
           this.#phase = 'server-reply';
         } else if (this.#phase === 'server-reply') {
           const read = readLinkMessage(this.#fromServer, 'server');
           if ('need' in read) return needMore();
           const reply = parseServerReply(read.message);
+          this.#fromServer = this.#fromServer.subarray(read.message.length);
+          if (reply.error === NEED_SECURED && this.#tls === undefined && this.#switchToTls()) {
+            this.#fromServer = Buffer.alloc(0);
+            return; // the reply comes again over TLS
+          }
           if (reply.error !== 0) throw linkResultError(reply.error, this.#clientLink?.channelType ?? -1);
           this.#publicKey = reply.publicKey;
           this.#link.ws.send(read.message); // the browser encrypts its ticket with it: thrown away below
-          this.#fromServer = this.#fromServer.subarray(read.message.length);
           this.#phase = 'client-ticket';
         } else if (this.#phase === 'client-ticket') {
           const link = this.#clientLink as ClientLink;
@@ -146,7 +204,7 @@ class SpiceChannel implements ConsoleAttachment {
           if (this.#fromClient.length < n) return needMore();
           checkClientTicket(link, this.#fromClient.subarray(0, n));
           this.#fromClient = this.#fromClient.subarray(n);
-          this.#tcp.write(proxyTicket(link, this.#publicKey as Buffer, this.#link.password));
+          this.#upstream.write(proxyTicket(link, this.#publicKey as Buffer, this.#link.password));
           this.#phase = 'server-result';
         } else if (this.#phase === 'server-result') {
           if (this.#fromServer.length < 4) return needMore();
@@ -173,7 +231,11 @@ class SpiceChannel implements ConsoleAttachment {
     const fromClient = this.#fromClient;
     this.#fromServer = Buffer.alloc(0);
     this.#fromClient = Buffer.alloc(0);
-    this.#relay.start(this.#tcp);
+    if (this.#tls === undefined) this.#relay.start(this.#tcp);
+    else {
+      this.#tls.off('data', this.#onServer);
+      this.#relay.start(this.#tls, 'data');
+    }
     this.#relay.bytesToClient += fromServer.length;
     link.ws.send(fromServer);
     if (fromClient.length > 0) this.#relay.replay([fromClient]);

@@ -12,7 +12,7 @@ import { Relay } from '../relay.js';
 import { TunnelAnswer, tunnelRequest } from '../tunnel.js';
 import { upstreamSocketError } from '../upstream-error.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from './handshake.js';
-import { describeTlsError, startUpstreamTls, type UpstreamTls } from './upstream-tls.js';
+import { describeTlsError, startUpstreamTls, type UpstreamTls } from '../upstream-tls.js';
 
 export interface VncHandlerOptions {
   readonly connect: ConnectFn;

@@ -1,7 +1,8 @@
 /**
- * TLS from the proxy to a VNC server (VeNCrypt X509None/X509Vnc): the server's certificate must
- * chain to `[vnc] vencrypt_ca_certs` and, unless turned off, name the host the proxy connected to;
- * the proxy presents `vencrypt_client_cert` when configured (QEMU's verify-peer=on).
+ * TLS from the proxy to a console server — a VNC server (VeNCrypt X509None/X509Vnc, `[vnc]
+ * vencrypt_*`) or a SPICE server's tlsPort (`[spice] ca_certs`): the server's certificate must
+ * chain to the configured CA and, unless turned off, name the host the proxy connected to; for
+ * VeNCrypt the proxy presents `vencrypt_client_cert` when configured (QEMU's verify-peer=on).
  *
  * Nova's proxy verifies the chain but not the host name. Porthole checks it by default, so a
  * certificate stolen from one hypervisor cannot impersonate another.
