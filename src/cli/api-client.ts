@@ -1,6 +1,20 @@
 /** Minting a console through a running node's API, for `console url` and `tunnel`. */
 import { loadApiKeys } from '../api/keys.js';
+import { readFileSync } from 'node:fs';
 import { apiBaseUrl, CliExit, readConfig, type ConfigArgs } from './common.js';
+
+/** The first non-empty line of a key file. @throws CliExit */
+function readKeyFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliExit(1, `--api-key-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const key = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  if (key === undefined) throw new CliExit(1, `--api-key-file ${file}: no key in the file`);
+  return key;
+}
 
 export interface MintedByApi {
   readonly url: string;
@@ -13,6 +27,8 @@ export interface MintedByApi {
 export interface ApiMintArgs extends ConfigArgs {
   /** The API's base URL; default the config's `[api] host`/`port`. */
   readonly api?: string | undefined;
+  /** A file holding the API key (first line); default the config's key file. Not a flag value: ps would show it. */
+  readonly apiKeyFile?: string | undefined;
 }
 
 /** A function that mints a console for `instance` each time it is called. @throws CliExit with the API's code and message. */
@@ -20,7 +36,9 @@ export function apiMinter(opts: ApiMintArgs): (request: { instance: string; prot
   const { config } = readConfig(opts);
   const base = opts.api ?? apiBaseUrl(config.api.host, config.api.port);
   return async (request) => {
-    const keys = await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, false);
+    const keys = opts.apiKeyFile !== undefined
+      ? { keys: [readKeyFile(opts.apiKeyFile)] }
+      : await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, false);
     let res: Response;
     try {
       res = await fetch(`${base}/v1/consoles`, {

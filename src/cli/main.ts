@@ -62,6 +62,7 @@ export function buildProgram(): Command {
     .option('--json', 'print {"port":N} instead of a sentence')
     .option('--protocol <protocol>', 'console protocol when minting for an instance', 'vnc')
     .option('--api <url>', 'API base URL (default from the config\'s [api] host/port)')
+    .option('--api-key-file <file>', 'file with the API key (default: the config\'s key file)')
     .option('--ca <file>', 'CA certificates for a wss:// console proxy with a private CA')
     .action(tunnelCommand);
   program.command('nova-novncproxy')

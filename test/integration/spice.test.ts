@@ -119,6 +119,39 @@ describe('SPICE consoles (real QEMU SPICE)', () => {
     }
   });
 
+  test('one console of several channels: limits count it once, DELETE closes every channel, one channel ending ends the others', async () => {
+    const port = await freePort();
+    const g = await startTestGateway({
+      builtin: [{ name: 'one', host: '127.0.0.1', port: open.port, protocol: 'vnc', spice: { port: open.port } }],
+      ini: `[spice]\nenabled = true\nhtml5proxy_host = 127.0.0.1\nhtml5proxy_port = ${port}\nhtml5proxy_base_url = http://127.0.0.1:${port}/spice_auto.html\n[console]\nmax_sessions_per_instance = 1\n`,
+    });
+    const url = async () => `ws://127.0.0.1:${port}/websockify?token=${(await g.mint('one', { protocol: 'spice' })).body.token as string}`;
+    try {
+      const first = await url();
+      const main = await linkChannel(first, 1, { origin: `http://127.0.0.1:${port}` });
+      assert.equal(main.result, 0);
+      const display = await linkChannel(first, 2, { origin: `http://127.0.0.1:${port}`, connectionId: main.sessionId });
+      assert.equal(display.result, 0, 'the second channel of the same console is not a second console');
+      const other = await linkChannel(await url(), 1, { origin: `http://127.0.0.1:${port}` });
+      assert.equal(other.closeCode, 4022, 'another console of the instance is over max_sessions_per_instance = 1');
+      const sessions = (await g.api('GET', '/v1/sessions')).body.sessions as Array<{ id: string; channels: number }>;
+      assert.equal(sessions.length, 1);
+      assert.equal(sessions[0]?.channels, 2);
+      const closed = [new Promise<number>((r) => main.ws.once('close', (c: number) => r(c))), new Promise<number>((r) => display.ws.once('close', (c: number) => r(c)))];
+      assert.equal((await g.api('DELETE', `/v1/sessions/${sessions[0]?.id ?? ''}`)).status, 204);
+      assert.deepEqual(await Promise.all(closed), [4030, 4030], 'every channel closed by the administrator');
+      // A channel that ends takes the console with it.
+      const again = await url();
+      const m2 = await linkChannel(again, 1, { origin: `http://127.0.0.1:${port}` });
+      const d2 = await linkChannel(again, 2, { origin: `http://127.0.0.1:${port}`, connectionId: m2.sessionId });
+      const d2Closed = new Promise<number>((r) => d2.ws.once('close', (c: number) => r(c)));
+      m2.ws.close();
+      assert.equal(await d2Closed, 4012, 'the display channel closes when the main channel ends');
+    } finally {
+      await g.close();
+    }
+  });
+
   test('Chromium: spice-html5 through Porthole shows the password-protected VM with no password in the page; its channels are one console', async () => {
     const browser = await launchChromium();
     try {

@@ -16,6 +16,7 @@ import { BIN, runCli } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { startQemuSpice, startQemuVnc } from '../helpers/qemu.js';
+import { makeTestPki } from '../helpers/pki.js';
 import { runTempDir, spawnOwned } from '../helpers/run.js';
 
 /** Mean brightness (0–1) of an image file, by ImageMagick. */
@@ -109,6 +110,24 @@ describe('porthole tunnel: native clients through the proxy', () => {
     } finally {
       await tunnel.stop();
     }
+  });
+
+  test('a wss:// console proxy with a private CA (--ca), minting through --api and --api-key-file', async () => {
+    const pki = makeTestPki();
+    const tlsGw = await startTestGateway({ builtin: [{ ...vm.entry, name: 'vm' }], scheme: 'https', ini: `[DEFAULT]\ncert = ${pki.serverCert}\nkey = ${pki.serverKey}\n` });
+    const keyFile = join(dir, 'api-key');
+    await writeFile(keyFile, `# the API key\n${tlsGw.apiKey}\n`);
+    const tunnel = await startTunnel(['vm', '--api', tlsGw.apiUrl, '--api-key-file', keyFile, '--ca', pki.caCert]);
+    try {
+      assert.equal((await greeting(tunnel.port)).slice(0, 12), 'RFB 003.008\n', 'through wss:// with the private CA');
+    } finally {
+      await tunnel.stop();
+      await tlsGw.close();
+      await rm(pki.dir, { recursive: true, force: true });
+    }
+    const noCa = await runCli(['tunnel', 'vm', '--api', gw.apiUrl, '--api-key-file', join(dir, 'missing')]);
+    assert.equal(noCa.code, 1);
+    assert.match(noCa.stderr, /--api-key-file .*missing: ENOENT/);
   });
 
   test('a console URL whose token expired: the local client is closed and the reason printed, no hang', async () => {

@@ -16,6 +16,7 @@ export interface TunnelArgs extends ConfigArgs {
   readonly json?: boolean;
   readonly protocol: string;
   readonly api?: string;
+  readonly apiKeyFile?: string;
   readonly ca?: string;
 }
 
