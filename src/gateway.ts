@@ -22,6 +22,8 @@ import { TrustedProxies } from './proxy/forwarded.js';
 import { ConsoleProxy, type ProxyListener, type ProxyTlsOptions } from './proxy/server.js';
 import type { ConsoleSession } from './proxy/session.js';
 import { SessionRegistry } from './sessions/registry.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
 import type { ConsoleProtocol, ConsoleType } from './console/types.js';
@@ -163,7 +165,10 @@ export class Gateway {
   readonly consoles: ConsoleService;
   /** Open consoles of this node: the proxy adds them, the API lists and closes them. */
   readonly sessions: SessionRegistry<ConsoleSession>;
+  /** Prometheus metrics of this gateway (GET /metrics on the API, and `[porthole] metrics_listen`). */
+  readonly metrics: GatewayMetrics;
   readonly apiKeys: ApiKeySource;
+  #metricsServer: HttpServer | undefined;
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
   readonly #handlers: ReadonlyMap<ConsoleProtocol, ProtocolHandler>;
@@ -205,8 +210,10 @@ export class Gateway {
     });
     const health = () => this.health();
     this.sessions = new SessionRegistry<ConsoleSession>();
+    this.metrics = new GatewayMetrics({ sessions: this.sessions, version: this.#version, instanceLabels: parts.config.porthole.metrics_instance_labels });
     this.#api = createApiServer({
       consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
+      metrics: this.metrics,
     });
     const opts = parts.options;
     this.#proxyOnly = opts.proxyOnly !== undefined;
@@ -256,6 +263,7 @@ export class Gateway {
     this.#proxy = new ConsoleProxy({
       listeners,
       handlers,
+      events: this.metrics.events,
       store: parts.tokens,
       sessions: this.sessions,
       logger: parts.logger.child({ component: 'proxy' }),
@@ -378,6 +386,27 @@ export class Gateway {
     const serialAddress = addressOf('serial');
     const spiceAddress = addressOf('spice');
     if (!this.#proxyOnly) await listen('API ([api] host/port)', api.host, api.port, () => this.#api.listen({ host: api.host, port: api.port }));
+    const metricsListen = this.config.porthole.metrics_listen;
+    if (metricsListen !== '') {
+      const colon = metricsListen.lastIndexOf(':');
+      const host = metricsListen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+      const port = Number(metricsListen.slice(colon + 1));
+      const server = createHttpServer((req, res) => {
+        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+          res.writeHead(404, { 'Content-Type': 'text/plain' }).end('only GET /metrics here\n');
+          return;
+        }
+        this.metrics.metrics().then(
+          (text) => res.writeHead(200, { 'Content-Type': this.metrics.contentType }).end(text),
+          (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${(err as Error).message}\n`),
+        );
+      });
+      this.#metricsServer = server;
+      await listen('metrics ([porthole] metrics_listen)', host, port, () => new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => { server.off('error', reject); resolve(); });
+      }));
+    }
     const apiAddress = this.#proxyOnly ? 'none (proxy only)' : this.#api.server.address();
     this.#purgeTimer = setInterval(() => {
       this.store.purgeExpired().then(
@@ -412,7 +441,8 @@ export class Gateway {
   async close(graceMs = 0): Promise<void> {
     clearInterval(this.#purgeTimer);
     for (const f of this.#watchedFiles) unwatchFile(f);
-    await Promise.all([this.#proxy.close(graceMs), this.#api.close()]);
+    await Promise.all([this.#proxy.close(graceMs), this.#api.close(),
+      new Promise<void>((resolve) => (this.#metricsServer === undefined ? resolve() : this.#metricsServer.close(() => resolve())))]);
     for (const handler of this.#handlers.values()) handler.close();
     await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }

@@ -24,6 +24,8 @@ export interface ApiServerOptions {
   readonly apiKeys: readonly string[];
   readonly logger: Logger;
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
+  /** Prometheus exposition (GET /metrics, no key: it holds no token, and no instance name unless configured). */
+  readonly metrics?: { readonly contentType: string; metrics(): Promise<string> } | undefined;
 }
 
 /** The longest instance name or UUID the API accepts, in every route (mint, revoke, Nova's). */
@@ -92,7 +94,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   const digests = options.apiKeys.map(digestKey);
 
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url === '/healthz') return;
+    if (req.url === '/healthz' || (req.url === '/metrics' && options.metrics !== undefined)) return;
     const key = presentedKey(req.headers);
     if (key === undefined || !keyMatches(key, digests)) {
       await reply.code(401).header('WWW-Authenticate', 'Bearer').send(errorBody('PH_ERR_API_UNAUTHORIZED', ERROR_CATALOGUE.PH_ERR_API_UNAUTHORIZED.summary));
@@ -117,6 +119,11 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(errorBody('PH_ERR_API_NOT_FOUND', 'no such route')));
 
   // Without a key: up/down and the version (for load balancers); with one: every detail.
+  if (options.metrics !== undefined) {
+    const metrics = options.metrics;
+    app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  }
+
   app.get('/healthz', async (req, reply) => {
     const health = await options.health();
     const key = presentedKey(req.headers);

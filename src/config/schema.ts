@@ -89,6 +89,16 @@ export function parsePortRange(raw: string): { readonly start: number; readonly 
   return { start, stop };
 }
 
+/** `host:port` (IPv6 in brackets), or empty for "off". */
+export function parseListenAddress(raw: string): string {
+  const v = raw.trim();
+  if (v === '') return '';
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  if (m === null || Number(m[3]) > 65535) throw new Error(`expected host:port (e.g. 127.0.0.1:9180 or [::1]:9180), got ${JSON.stringify(raw)}`);
+  parseHost(m[1] ?? m[2] ?? '');
+  return v;
+}
+
 /** Comma-separated list (oslo ListOpt); blanks dropped. */
 export function parseList(raw: string): readonly string[] {
   return raw.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '');
@@ -284,6 +294,10 @@ export const SCHEMA = {
       'File with one API key per line. Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
   },
   porthole: {
+    metrics_listen: option(parseListenAddress, '',
+      'Also serve Prometheus /metrics (no key) on this host:port, e.g. 10.0.0.5:9180; empty: only on the API listener (GET /metrics, no key needed).'),
+    metrics_instance_labels: option(parseBool, false,
+      'Label porthole_sessions_open with instance names (off by default: names can be customer data and make series unbounded).'),
     peers: option(parseList, [] as readonly string[],
       'Console proxy base URLs of every node of this deployment (http://10.0.0.1:6080,…), for `porthole doctor`.'),
     token_source: option(oneOf(['porthole', 'nova'] as const), 'porthole',

@@ -25,6 +25,7 @@ import { EXCHANGE_PATH, MAX_EXCHANGE_BODY_BYTES, newConsolePath, parseExchangeBo
 import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from './request.js';
 import { refuseUpgrade } from './refusal.js';
 import type { SessionRegistry } from '../sessions/registry.js';
+import type { ConsoleEvents } from '../console/events.js';
 import type { ProtocolHandler } from '../console/handler.js';
 import { TUNNEL_CLIENT_HEADER, type ConsoleProtocol, type ConsoleType } from '../console/types.js';
 import { ConsoleSession, type SessionAuth } from './session.js';
@@ -65,6 +66,8 @@ export interface ConsoleProxyOptions {
   readonly prepareConnect?: (info: ConnectInfo, want: { readonly password: boolean }) => Promise<ConnectSecrets>;
   /** `[console] max_message_size`. */
   readonly maxPayloadBytes: number;
+  /** Metrics (and later audit) of this gateway. */
+  readonly events?: ConsoleEvents | undefined;
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
   /** From `[console]` / `[consoleauth]`; defaults live in the config schema only. */
@@ -365,9 +368,15 @@ export class ConsoleProxy {
   async #lookup(token: string | undefined): Promise<{ ok: true; connectInfo: ConnectInfo; expiresAt: number } | { ok: false; error: PortholeError }> {
     if (token === undefined) return { ok: false, error: new PortholeError('PH_ERR_TOKEN_MISSING') };
     let lookup;
+    const started = process.hrtime.bigint();
+    const observe = (result: string) => this.#options.events?.tokenLookup({
+      source: this.#options.store.backend, result, seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    });
     try {
       lookup = await this.#options.store.validate(token);
+      observe(lookup.status);
     } catch (err) {
+      observe('error');
       return {
         ok: false,
         error: isPortholeError(err) ? err : new PortholeError('PH_ERR_STORE_UNAVAILABLE', `token store failed: ${(err as Error).message}`, { cause: err }),
@@ -471,6 +480,7 @@ export class ConsoleProxy {
     if (!verdict.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
       const { error } = verdict;
+      this.#options.events?.refused({ stage: verdict.stage, code: error.code });
       if (verdict.stage === 'failure-limit') {
         logger.info({ code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       } else if (verdict.stage === 'origin') {
@@ -509,6 +519,7 @@ export class ConsoleProxy {
         if (s.group !== undefined) this.#sessions.closeGroup(s.group, new PortholeError('PH_ERR_UPSTREAM_CLOSED', 'another channel of this SPICE console closed'));
       },
       handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
+      events: this.#options.events,
     });
     this.#sessions.add(session);
     session.begin(accepted);
@@ -545,6 +556,7 @@ export class ConsoleProxy {
     const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
     const verdict = await passUpgradeGate(this.#gateDeps(endpoint, req, groupOf), token, remote);
     if (!verdict.ok) {
+      this.#options.events?.refused({ stage: verdict.stage, code: verdict.error.code });
       logger[verdict.error.httpStatus < 500 ? 'info' : 'error']({ code: verdict.error.code }, `native console refused: ${verdict.error.message}`);
       refuse(verdict.error);
       return;

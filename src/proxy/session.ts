@@ -7,6 +7,7 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
+import type { ConsoleEvents } from '../console/events.js';
 import type { ConsoleAttachment, ConsoleLink, ProtocolHandler } from '../console/handler.js';
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import { closeReasonFor, PortholeError } from '../errors.js';
@@ -45,6 +46,8 @@ export interface ConsoleSessionOptions {
   /** Limit for the protocol's own handshake once connected. */
   readonly handshakeTimeoutMs: number;
   readonly onClosed: (session: ConsoleSession) => void;
+  /** Metrics (and later audit) of this gateway. */
+  readonly events?: ConsoleEvents | undefined;
 }
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
@@ -68,6 +71,8 @@ export class ConsoleSession implements RegisteredSession {
   #instance: string | undefined;
   #instanceUuid: string | undefined;
   #closeCode: number | undefined;
+  #failCode: string | undefined;
+  #relayed = false;
   readonly #ws: WebSocket;
   #logger: Logger;
   readonly #options: ConsoleSessionOptions;
@@ -170,6 +175,8 @@ export class ConsoleSession implements RegisteredSession {
         if ((this.#state !== 'connecting' && this.#state !== 'negotiating') || !this.#transition('relaying')) return;
         this.#lastActivityAt = Date.now();
         this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
+        this.#relayed = true;
+        this.#options.events?.sessionOpened({ protocol: info.protocol, setupSeconds: (Date.now() - this.startedAt) / 1000 });
         if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance, protocol: info.protocol });
       },
       fail: (err) => this.fail(err),
@@ -243,6 +250,7 @@ export class ConsoleSession implements RegisteredSession {
   /** The one failure exit: log, close the browser side with the error's code, drop the TCP side. */
   fail(err: PortholeError): void {
     if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#failCode ??= err.code;
     const clientMistake = err.httpStatus < 500 && err.code !== 'PH_ERR_CLIENT_TIMEOUT';
     const level = clientMistake || err.code === 'PH_ERR_SHUTTING_DOWN' ? 'info' : 'error';
     this.#logger[level]({ code: err.code, state: this.#state }, err.message);
@@ -301,6 +309,10 @@ export class ConsoleSession implements RegisteredSession {
       bytesToServer: attachment?.bytesToServer ?? 0,
       bytesToClient: attachment?.bytesToClient ?? 0,
     }, 'console session closed');
+    this.#options.events?.sessionClosed({
+      protocol: this.#protocol, relayed: this.#relayed, closeCode: this.#closeCode, errorCode: this.#failCode,
+      bytesToClient: attachment?.bytesToClient ?? 0, bytesToServer: attachment?.bytesToServer ?? 0,
+    });
     if (sessionCloseChannel.hasSubscribers) sessionCloseChannel.publish({ id: this.id, instance: this.#instance, protocol: this.#protocol, closeCode: this.#closeCode });
     this.#options.onClosed(this);
   }
