@@ -212,7 +212,7 @@ export class Gateway {
     this.sessions = new SessionRegistry<ConsoleSession>();
     this.metrics = new GatewayMetrics({ sessions: this.sessions, version: this.#version, instanceLabels: parts.config.porthole.metrics_instance_labels });
     this.#api = createApiServer({
-      consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.keys, logger: parts.logger.child({ component: 'api' }), health,
+      consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.entries, logger: parts.logger.child({ component: 'api' }), health,
       metrics: this.metrics,
     });
     const opts = parts.options;
@@ -301,7 +301,7 @@ export class Gateway {
       throw new PortholeError('PH_ERR_CONFIG_INVALID', 'nova-spicehtml5proxy needs [spice] enabled = true');
     }
     const apiKeys = options.proxyOnly !== undefined
-      ? { keys: [], file: '', generated: false }
+      ? { keys: [], entries: [], file: '', generated: false }
       : await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const tls = await readTls(config);
     const upstreamTls = await readUpstreamTls(config);

@@ -4,12 +4,14 @@ import { randomBytes } from 'node:crypto';
 import { PortholeError } from '../errors.js';
 import { virtViewerFile } from '../native/virt-viewer-file.js';
 import type { TokenIssuer } from '../tokens/store.js';
-import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
+import type { ConsoleProtocol, ConsoleRequester, ConsoleType } from '../console/types.js';
 
 export interface ConsoleRequest {
   readonly instance: string;
   readonly protocol: ConsoleProtocol;
   readonly type: ConsoleType;
+  /** Recorded with the token: the API key's name, and the user/project the caller named. */
+  readonly who?: ConsoleRequester | undefined;
 }
 
 export interface MintedConsole {
@@ -107,6 +109,7 @@ export class ConsoleService {
       host: target.host,
       port: target.port,
       accessUrlBase: this.#baseUrlFor(target.protocol),
+      ...(request.who === undefined ? {} : { who: request.who }),
     }, this.#o.tokenTtlMs);
     if (request.type === 'native') {
       // The CONNECT endpoint is on the SPICE listener; remote-viewer speaks HTTP CONNECT in clear.

@@ -4,16 +4,41 @@ import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { PortholeError } from '../errors.js';
 
+/** One API key and the name it is shown under (sessions, audit, logs); never the key itself. */
+export interface ApiKey {
+  readonly name: string;
+  readonly key: string;
+}
+
 export interface ApiKeySource {
   readonly keys: readonly string[];
+  /** The same keys with their names (`name:key` lines; plain `key` lines are named key1, key2… by line). */
+  readonly entries: readonly ApiKey[];
   /** File the keys came from. */
   readonly file: string;
   /** True when this call generated the key file. */
   readonly generated: boolean;
 }
 
+/** Key file lines: `name:key`, or a plain `key` (named by its position). Pure. */
+export function parseKeyEntries(text: string): ApiKey[] {
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  return lines.map((line, i) => {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63}):(\S+)$/.exec(line);
+    return m === null ? { name: `key${i + 1}`, key: line } : { name: m[1] as string, key: m[2] as string };
+  });
+}
+
 export function parseKeyFile(text: string): string[] {
-  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  return parseKeyEntries(text).map((e) => e.key);
+}
+
+/** The name of the key presented, or undefined; constant-time over every key. */
+export function matchKey(presented: string, digests: ReadonlyArray<{ readonly name: string; readonly digest: Buffer }>): string | undefined {
+  const d = digestKey(presented);
+  let name: string | undefined;
+  for (const k of digests) if (timingSafeEqual(d, k.digest) && name === undefined) name = k.name; // no early exit
+  return name;
 }
 
 export function generatedKeyPath(statePath: string): string {
@@ -39,9 +64,9 @@ export async function loadApiKeys(authKeysFile: string, statePath: string, gener
     }
   }
   if (text === undefined) return generateKeyFile(file, statePath);
-  const keys = parseKeyFile(text);
-  if (keys.length === 0) throw new PortholeError('PH_ERR_CONFIG_INVALID', `API key file ${file} holds no key`);
-  return { keys, file, generated: false };
+  const entries = parseKeyEntries(text);
+  if (entries.length === 0) throw new PortholeError('PH_ERR_CONFIG_INVALID', `API key file ${file} holds no key`);
+  return { keys: entries.map((e) => e.key), entries, file, generated: false };
 }
 
 /**
@@ -57,11 +82,11 @@ async function generateKeyFile(file: string, statePath: string): Promise<ApiKeyS
     await writeFile(temp, `${key}\n`, { mode: 0o600, flag: 'wx' });
     await chmod(temp, 0o600);
     await link(temp, file);
-    return { keys: [key], file, generated: true };
+    return { keys: [key], entries: [{ name: 'key1', key }], file, generated: true };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      const keys = parseKeyFile(await readFile(file, 'utf8'));
-      if (keys.length > 0) return { keys, file, generated: false };
+      const entries = parseKeyEntries(await readFile(file, 'utf8'));
+      if (entries.length > 0) return { keys: entries.map((e) => e.key), entries, file, generated: false };
     }
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new PortholeError('PH_ERR_CONFIG_INVALID',

@@ -9,7 +9,7 @@ import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
 import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
 import type { SessionInfo } from '../sessions/registry.js';
 import type { ConsoleService } from './consoles.js';
-import { digestKey, keyMatches, presentedKey } from './keys.js';
+import { digestKey, matchKey, presentedKey, type ApiKey } from './keys.js';
 
 /** What the API needs of the session registry. */
 export interface SessionDirectory {
@@ -21,7 +21,8 @@ export interface ApiServerOptions {
   readonly consoles: ConsoleService;
   readonly sessions: SessionDirectory;
   readonly driver: ComputeDriver;
-  readonly apiKeys: readonly string[];
+  /** Keys and their names: the name is recorded as `who.key` of what the key mints. */
+  readonly apiKeys: readonly ApiKey[];
   readonly logger: Logger;
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
   /** Prometheus exposition (GET /metrics, no key: it holds no token, and no instance name unless configured). */
@@ -31,12 +32,21 @@ export interface ApiServerOptions {
 /** The longest instance name or UUID the API accepts, in every route (mint, revoke, Nova's). */
 export const MAX_INSTANCE_NAME_LENGTH = 255;
 
+const sessionFilter = {
+  type: 'object',
+  additionalProperties: false,
+  properties: Object.fromEntries(['instance', 'protocol', 'key', 'user', 'project'].map((k) => [k, { type: 'string', maxLength: 255 }])),
+} as const;
+
 const consoleBody = {
   type: 'object',
   required: ['instance'],
   additionalProperties: false,
   properties: {
     instance: { type: 'string', minLength: 1, maxLength: MAX_INSTANCE_NAME_LENGTH },
+    // Who the console is for, as the caller says (a dashboard passes its end user): shown in sessions and logs.
+    user: { type: 'string', minLength: 1, maxLength: 255 },
+    project: { type: 'string', minLength: 1, maxLength: 255 },
     protocol: { type: 'string', enum: ['vnc', 'serial', 'spice'], default: 'vnc' },
     // Default by protocol: novnc for vnc, serial for serial, spice-html5 for spice.
     type: { type: 'string', enum: ['novnc', 'vnc', 'serial', 'spice-html5', 'native'] },
@@ -91,12 +101,16 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
-  const digests = options.apiKeys.map(digestKey);
+  const digests = options.apiKeys.map((k) => ({ name: k.name, digest: digestKey(k.key) }));
+  /** Which key each authorized request came with (its name; never the key). */
+  const keyNames = new WeakMap<object, string>();
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/healthz' || (req.url === '/metrics' && options.metrics !== undefined)) return;
     const key = presentedKey(req.headers);
-    if (key === undefined || !keyMatches(key, digests)) {
+    const name = key === undefined ? undefined : matchKey(key, digests);
+    if (name !== undefined) keyNames.set(req, name);
+    if (name === undefined) {
       await reply.code(401).header('WWW-Authenticate', 'Bearer').send(errorBody('PH_ERR_API_UNAUTHORIZED', ERROR_CATALOGUE.PH_ERR_API_UNAUTHORIZED.summary));
     }
   });
@@ -127,16 +141,21 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.get('/healthz', async (req, reply) => {
     const health = await options.health();
     const key = presentedKey(req.headers);
-    const authorized = key !== undefined && keyMatches(key, digests);
+    const authorized = key !== undefined && matchKey(key, digests) !== undefined;
     return reply.code(health.ok ? 200 : 503).send(authorized ? health : { ok: health.ok, version: health.version });
   });
 
-  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType } }>(
+  const whoOf = (req: object, said: { user?: string | undefined; project?: string | undefined } = {}) => ({
+    key: keyNames.get(req), ...(said.user === undefined ? {} : { user: said.user }), ...(said.project === undefined ? {} : { project: said.project }),
+  });
+
+  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType; user?: string; project?: string } }>(
     '/v1/consoles', { schema: { body: consoleBody } },
     async (req, reply) => {
       const { instance, protocol, type } = req.body;
+      const who = whoOf(req, req.body);
       const byProtocol: Record<ConsoleProtocol, ConsoleType> = { vnc: 'novnc', serial: 'serial', spice: 'spice-html5' };
-      const minted = await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol] });
+      const minted = await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol], who });
       // remote-viewer's own format when asked for it (`curl -H 'Accept: application/x-virt-viewer' … > c.vv`).
       if (minted.vv !== undefined && (req.headers.accept ?? '').includes('application/x-virt-viewer')) {
         return reply.code(201).type('application/x-virt-viewer').header('Content-Disposition', 'attachment; filename="console.vv"').send(minted.vv);
@@ -157,7 +176,16 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.get('/v1/instances', async () => ({ instances: await options.driver.list() }));
 
   // Open consoles of this node (each node lists its own; a load balancer's nodes are asked one by one).
-  app.get('/v1/sessions', async () => ({ sessions: options.sessions.list() }));
+  app.get<{ Querystring: { instance?: string; protocol?: string; key?: string; user?: string; project?: string } }>(
+    '/v1/sessions', { schema: { querystring: sessionFilter } },
+    async (req) => {
+      const q = req.query;
+      const sessions = options.sessions.list().filter((s) => (q.instance === undefined || s.instance === q.instance) &&
+        (q.protocol === undefined || s.protocol === q.protocol) && (q.key === undefined || s.who?.key === q.key) &&
+        (q.user === undefined || s.who?.user === q.user) && (q.project === undefined || s.who?.project === q.project));
+      return { sessions };
+    },
+  );
   app.delete<{ Params: { id: string } }>(
     '/v1/sessions/:id', { schema: { params: sessionParam } },
     async (req, reply) => {
@@ -173,7 +201,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     '/v2.1/servers/:id/remote-consoles', { schema: { params: novaServerParam, body: novaRemoteConsoleBody } },
     async (req) => {
       const { protocol, type } = req.body.remote_console;
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol, type });
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol, type, who: whoOf(req) });
       return { remote_console: { protocol: minted.protocol, type: minted.type, url: minted.url } };
     },
   );
@@ -188,7 +216,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
         throw new PortholeError('PH_ERR_API_BAD_REQUEST',
           'only the os-getVNCConsole, os-getSerialConsole and os-getSPICEConsole actions are supported: {"os-getVNCConsole": {"type": "novnc"}}, {"os-getSerialConsole": {"type": "serial"}}, {"os-getSPICEConsole": {"type": "spice-html5"}}');
       }
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol: found[1], type: action.type as ConsoleType });
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol: found[1], type: action.type as ConsoleType, who: whoOf(req) });
       return { console: { type: minted.type, url: minted.url } };
     },
   );

@@ -291,7 +291,7 @@ export const SCHEMA = {
     host: option(parseHost, '127.0.0.1', 'Address the REST API listens on; keep it on loopback or a management network.'),
     port: option(parseListenPort, 6070, 'Port of the REST API.'),
     auth_keys_file: option(parseString, '',
-      'File with one API key per line. Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
+      'File with one API key per line, `name:key` (the name is recorded as who minted a console) or a plain key (named key1, key2… by its line). Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
   },
   porthole: {
     metrics_listen: option(parseListenAddress, '',

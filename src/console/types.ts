@@ -22,6 +22,15 @@ export interface ConnectInfo {
   readonly internalAccessPath?: string | undefined;
   /** Nova mode: the instance row, for nova-compute's `validate_console_port`. */
   readonly nova?: NovaInstanceRef | undefined;
+  /** Who asked for the console: the API key's name and what the caller said (a dashboard passes its end user). Never a secret. */
+  readonly who?: ConsoleRequester | undefined;
+}
+
+export interface ConsoleRequester {
+  /** The name of the API key that minted it (`name:key` in auth_keys_file). */
+  readonly key?: string | undefined;
+  readonly user?: string | undefined;
+  readonly project?: string | undefined;
 }
 
 /** The fields of Nova's instance row that nova-compute needs to find the instance's console. */

@@ -72,6 +72,7 @@ export class ConsoleSession implements RegisteredSession {
   #instanceUuid: string | undefined;
   #closeCode: number | undefined;
   #failCode: string | undefined;
+  #who: ConnectInfo['who'];
   #relayed = false;
   readonly #ws: WebSocket;
   #logger: Logger;
@@ -116,6 +117,7 @@ export class ConsoleSession implements RegisteredSession {
       id: this.id, instance: this.#instance, protocol: this.#protocol, remote: this.#options.remote,
       started: new Date(this.startedAt).toISOString(), bytesToClient: this.#attachment?.bytesToClient ?? 0,
       bytesToServer: this.#attachment?.bytesToServer ?? 0, state: this.#state,
+      ...(this.#who === undefined ? {} : { who: this.#who }),
     };
   }
 
@@ -150,7 +152,8 @@ export class ConsoleSession implements RegisteredSession {
     this.#instanceUuid = info.instanceUuid;
     this.#protocol = info.protocol;
     this.#expiresAt = auth.expiresAt ?? Infinity;
-    this.#logger = this.#logger.child({ instance: info.instance });
+    this.#who = info.who;
+    this.#logger = this.#logger.child({ instance: info.instance, ...(info.who === undefined ? {} : { who: info.who }) });
     this.#transition('connecting');
     this.#ws.on('message', this.#onEarlyMessage);
     const what = `${this.#options.handler.serverName} ${info.host}:${info.port}`;

@@ -3,7 +3,7 @@
  * the API lists and closes them, revocation and shutdown close them by instance or all at once.
  * Protocol-neutral: a session is anything that can describe itself and be closed with a reason.
  */
-import type { ConsoleProtocol } from '../console/types.js';
+import type { ConsoleProtocol, ConsoleRequester } from '../console/types.js';
 import type { PortholeError } from '../errors.js';
 
 /** What `GET /v1/sessions` shows of one session. No token, not even its hash. */
@@ -19,6 +19,8 @@ export interface SessionInfo {
   readonly state: string;
   /** Connections of this console (a SPICE console has one per channel); 1 for VNC and serial. */
   readonly channels?: number;
+  /** Who minted it: the API key's name, the user and project the caller named (Nova mode: the instance's project). */
+  readonly who?: ConsoleRequester | undefined;
 }
 
 export interface RegisteredSession {

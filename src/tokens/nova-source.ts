@@ -58,10 +58,11 @@ interface NovaRow {
   instance_id: number | null;
   instance_host: string | null;
   instance_node: string | null;
+  project_id?: string | null;
 }
 
 const SELECT_SQL = `SELECT t.console_type, t.host, t.port, t.internal_access_path, t.instance_uuid, t.expires, t.access_url_base,
-  i.display_name, i.deleted, i.vm_state, i.task_state, i.id AS instance_id, i.host AS instance_host, i.node AS instance_node
+  i.display_name, i.deleted, i.vm_state, i.task_state, i.id AS instance_id, i.host AS instance_host, i.node AS instance_node, i.project_id
   FROM console_auth_tokens t LEFT JOIN instances i ON i.uuid = t.instance_uuid AND i.deleted = 0
   WHERE t.token_hash = ?`;
 
@@ -88,6 +89,8 @@ export function lookupFromNovaRow(row: NovaRow | undefined, nowSeconds: number):
       accessUrlBase: row.access_url_base ?? 'http://nova.invalid/',
       ...(row.internal_access_path ? { internalAccessPath: row.internal_access_path } : {}),
       ...(row.instance_id === null || row.instance_id === undefined ? {} : { nova: { id: Number(row.instance_id), host: row.instance_host, node: row.instance_node } }),
+      // Who: Nova does not record the requester; the instance's project is what nova mode knows.
+      ...(typeof row.project_id === 'string' && row.project_id !== '' ? { who: { project: row.project_id } } : {}),
     },
   };
 }

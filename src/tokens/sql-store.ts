@@ -5,7 +5,7 @@
  */
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { describeStoreFailure, sharedStoreHealth, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth, whoColumn, whoOf } from './store.js';
 import type { ConnectInfo, ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 export type SqlDialect = 'postgresql' | 'mysql';
@@ -83,6 +83,7 @@ const SCHEMA = [
     host            VARCHAR(255) NOT NULL,
     port            INTEGER NOT NULL,
     access_url_base VARCHAR(2048) NOT NULL,
+    who             TEXT,
     expires         BIGINT NOT NULL,
     revoked_at      BIGINT,
     created_at      BIGINT NOT NULL
@@ -90,6 +91,8 @@ const SCHEMA = [
   'CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_idx ON console_auth_tokens (instance)',
   'CREATE INDEX IF NOT EXISTS console_auth_tokens_instance_uuid_idx ON console_auth_tokens (instance_uuid)',
   'CREATE INDEX IF NOT EXISTS console_auth_tokens_expires_idx ON console_auth_tokens (expires)',
+  // Tables created before `who` existed (PostgreSQL 9.6+, MariaDB 10.0+).
+  'ALTER TABLE console_auth_tokens ADD COLUMN IF NOT EXISTS who TEXT',
 ];
 
 export class SqlTokenStore implements TokenStore {
@@ -132,10 +135,10 @@ export class SqlTokenStore implements TokenStore {
     const expiresAt = now + ttlMs;
     try {
       await this.#pool.query(`INSERT INTO console_auth_tokens
-        (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
+        (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, who, expires, revoked_at, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
       [hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol, connectInfo.consoleType,
-        connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, expiresAt, now]);
+        connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo.who), expiresAt, now]);
     } catch (err) {
       throw this.#fail('authorize', err);
     }
@@ -146,7 +149,7 @@ export class SqlTokenStore implements TokenStore {
     if (!isWellFormedToken(token)) return { status: 'unknown' };
     let row: Record<string, unknown> | undefined;
     try {
-      row = (await this.#pool.query(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at
+      row = (await this.#pool.query(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, who, expires, revoked_at
         FROM console_auth_tokens WHERE token_hash = ?`, [hashToken(token)])).rows[0];
     } catch (err) {
       throw this.#fail('validate', err);
@@ -166,6 +169,7 @@ export class SqlTokenStore implements TokenStore {
         host: String(row.host),
         port: Number(row.port),
         accessUrlBase: String(row.access_url_base),
+        ...whoOf(row.who === null || row.who === undefined ? null : String(row.who)),
       },
     };
   }

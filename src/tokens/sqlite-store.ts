@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import type DatabaseConstructor from 'better-sqlite3';
 import { PortholeError } from '../errors.js';
 import { hashToken, isWellFormedToken, mintToken, TOKEN_TOMBSTONE_MS } from './token.js';
-import { storeFingerprint, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth } from './store.js';
+import { storeFingerprint, SYSTEM_CLOCK, type IssuedToken, type TokenLookup, type TokenStore, type TokenStoreClock, type TokenStoreHealth, whoColumn, whoOf } from './store.js';
 import type { ConnectInfo, ConsoleProtocol, ConsoleType } from '../console/types.js';
 
 type Database = DatabaseConstructor.Database;
@@ -27,6 +27,7 @@ interface TokenRecord {
   host: string;
   port: number;
   access_url_base: string;
+  who: string | null;
   expires: number;
   revoked_at: number | null;
 }
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS console_auth_tokens (
   host            TEXT NOT NULL,
   port            INTEGER NOT NULL,
   access_url_base TEXT NOT NULL,
+  who             TEXT,
   expires         INTEGER NOT NULL,
   revoked_at      INTEGER,
   created_at      INTEGER NOT NULL
@@ -97,13 +99,16 @@ export class SqliteTokenStore implements TokenStore {
       this.#db.pragma('synchronous = NORMAL');
       this.#db.pragma('busy_timeout = 2000');
       this.#db.exec(SCHEMA_SQL);
+      // Tables created before `who` existed get the column (NULL: nobody recorded).
+      const columns = this.#db.pragma('table_info(console_auth_tokens)') as Array<{ name: string }>;
+      if (!columns.some((c) => c.name === 'who')) this.#db.exec('ALTER TABLE console_auth_tokens ADD COLUMN who TEXT');
     } catch (err) {
       throw storeError('opening', err, options.path);
     }
     this.#insert = this.#db.prepare(`INSERT INTO console_auth_tokens
-      (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`);
-    this.#select = this.#db.prepare(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, expires, revoked_at
+      (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, who, expires, revoked_at, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`);
+    this.#select = this.#db.prepare(`SELECT instance, instance_uuid, protocol, console_type, host, port, access_url_base, who, expires, revoked_at
       FROM console_auth_tokens WHERE token_hash = ?`);
     this.#revoke = this.#db.prepare('UPDATE console_auth_tokens SET revoked_at = ? WHERE (instance = ? OR instance_uuid = ?) AND revoked_at IS NULL AND expires > ?');
     this.#purge = this.#db.prepare('DELETE FROM console_auth_tokens WHERE expires <= ?');
@@ -120,7 +125,7 @@ export class SqliteTokenStore implements TokenStore {
     const expiresAt = now + ttlMs;
     try {
       this.#insert.run(hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol,
-        connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, expiresAt, now);
+        connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo.who), expiresAt, now);
     } catch (err) {
       throw storeError('authorize', err, this.path);
     }
@@ -149,6 +154,7 @@ export class SqliteTokenStore implements TokenStore {
         host: row.host,
         port: row.port,
         accessUrlBase: row.access_url_base,
+        ...whoOf(row.who),
       },
     };
   }
@@ -177,7 +183,7 @@ export class SqliteTokenStore implements TokenStore {
     try {
       const now = this.#clock.now();
       this.#db.prepare('DELETE FROM console_auth_tokens WHERE token_hash = ?').run(probe); // left by a crash mid-probe
-      this.#insert.run(probe, probe, null, 'vnc', 'novnc', '127.0.0.1', 1, 'http://health.invalid/', now, now);
+      this.#insert.run(probe, probe, null, 'vnc', 'novnc', '127.0.0.1', 1, 'http://health.invalid/', null, now, now);
       const found = this.#select.get(probe) !== undefined;
       this.#db.prepare('DELETE FROM console_auth_tokens WHERE token_hash = ?').run(probe);
       if (!found) return { ...base, ok: false, detail: `${this.path}: a row just written could not be read back` };

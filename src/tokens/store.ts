@@ -12,6 +12,7 @@ export function normaliseConnectInfo(o: ConnectInfo): ConnectInfo {
   return {
     instance: o.instance, instanceUuid: o.instanceUuid, protocol: o.protocol, consoleType: o.consoleType,
     host: o.host, port: o.port, accessUrlBase: o.accessUrlBase,
+    ...(o.who === undefined ? {} : whoOf(whoColumn(o.who))),
   };
 }
 
@@ -126,5 +127,23 @@ export async function sharedStoreHealth(store: { backend: string; identity: stri
     return { ...base, ok: await probe(), detail: `${display} (shared)` };
   } catch (err) {
     return { ...base, ok: false, detail: `${display}: ${describeStoreFailure(err)}` };
+  }
+}
+
+/** `who` as the SQL stores keep it: a small JSON text, NULL when nobody was recorded. Pure. */
+export function whoColumn(who: ConnectInfo['who']): string | null {
+  if (who === undefined || (who.key === undefined && who.user === undefined && who.project === undefined)) return null;
+  return JSON.stringify(who);
+}
+
+/** The `who` column back; a value that is not ours is ignored rather than failing the console. Pure. */
+export function whoOf(column: string | null): { who?: NonNullable<ConnectInfo['who']> } {
+  if (column === null) return {};
+  try {
+    const parsed = JSON.parse(column) as Record<string, unknown>;
+    const pick = (k: string) => (typeof parsed[k] === 'string' ? { [k]: parsed[k] as string } : {});
+    return { who: { ...pick('key'), ...pick('user'), ...pick('project') } };
+  } catch {
+    return {};
   }
 }

@@ -58,6 +58,17 @@ export function tokenStoreContract(backend: string, open: (clock: ManualClock) =
     assert.equal((await store.validate(issued.token)).status, 'expired');
   });
 
+  withStore('who minted it (API key name, user, project) comes back with the connect info, and survives a restart', async ({ store, reopen }) => {
+    const who = { key: 'horizon', user: 'alice@example.org', project: 'p-42' };
+    const issued = await store.authorize({ ...info('vm-who'), who }, 60_000);
+    const found = await store.validate(issued.token);
+    assert.deepEqual(found.status === 'valid' && found.connectInfo.who, who);
+    const onlyKey = await store.authorize({ ...info('vm-who'), who: { key: 'cli' } }, 60_000);
+    const again = reopen ? await reopen() : store;
+    const kept = await again.validate(onlyKey.token);
+    assert.deepEqual(kept.status === 'valid' && kept.connectInfo.who, { key: 'cli' });
+  });
+
   withStore('unknown and malformed tokens are "unknown", never an error', async ({ store }) => {
     await store.authorize(info('vm-a'), 60_000);
     assert.equal((await store.validate('A'.repeat(32))).status, 'unknown');

@@ -27,6 +27,9 @@ test('a Nova row means what Nova means: expires > now in whole seconds; instance
   assert.equal(valid.status, 'valid');
   assert.equal(valid.status === 'valid' && valid.connectInfo.accessUrlBase, 'https://nova.example/vnc_auto.html');
   assert.deepEqual(valid.status === 'valid' && valid.connectInfo.nova, { id: 7, host: 'compute-1', node: 'compute-1.example' }, 'what validate_console_port needs');
+  assert.equal(valid.status === 'valid' && valid.connectInfo.who, undefined, 'no project column: nobody recorded');
+  const withProject = lookupFromNovaRow({ ...row, project_id: 'proj-9' }, 999);
+  assert.deepEqual(withProject.status === 'valid' && withProject.connectInfo.who, { project: 'proj-9' }, 'nova mode: the instance\'s project is who');
   assert.equal(lookupFromNovaRow(row, 1000).status, 'expired', 'dead from the second now == expires');
   assert.equal(lookupFromNovaRow(undefined, 0).status, 'unknown');
   assert.equal(lookupFromNovaRow({ ...row, deleted: null }, 0).status, 'revoked', 'no live instance row');
