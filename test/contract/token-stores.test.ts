@@ -90,3 +90,35 @@ test('[sqlite] errors name the file and the remedy: read-only, full, corrupt', a
   assert.match(describeSqliteError(err('SQLITE_FULL', 'database or disk is full'), '/x/t.sqlite'), /disk holding the token database \/x\/t\.sqlite is full/);
   assert.match(describeSqliteError(err('SQLITE_NOTADB', 'file is not a database'), '/x/t.sqlite'), /is corrupt/);
 });
+
+test('[sqlite] a token table from before `who` gets the column on open; its old tokens still validate', async () => {
+  const { default: Database } = await import('better-sqlite3');
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { SqliteTokenStore } = await import('../../src/tokens/sqlite-store.js');
+  const { hashToken } = await import('../../src/tokens/token.js');
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-t-old-schema-'));
+  try {
+    const path = join(dir, 'tokens.sqlite');
+    const old = new Database(path);
+    old.exec(`CREATE TABLE console_auth_tokens (token_hash TEXT PRIMARY KEY, instance TEXT NOT NULL, instance_uuid TEXT, protocol TEXT NOT NULL,
+      console_type TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, access_url_base TEXT NOT NULL, expires INTEGER NOT NULL, revoked_at INTEGER, created_at INTEGER NOT NULL)`);
+    const token = 'A'.repeat(32);
+    old.prepare('INSERT INTO console_auth_tokens VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL, ?)').run(hashToken(token), 'vm', 'vnc', 'novnc', '127.0.0.1', 5900, 'http://x/', Date.now() + 60_000, Date.now());
+    old.close();
+    const store = await SqliteTokenStore.open({ path });
+    try {
+      const found = await store.validate(token);
+      assert.equal(found.status, 'valid');
+      assert.equal(found.status === 'valid' && found.connectInfo.who, undefined);
+      const issued = await store.authorize({ instance: 'vm', protocol: 'vnc', consoleType: 'novnc', host: '127.0.0.1', port: 5900, accessUrlBase: 'http://x/', who: { key: 'k' } }, 60_000);
+      const again = await store.validate(issued.token);
+      assert.deepEqual(again.status === 'valid' && again.connectInfo.who, { key: 'k' });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
