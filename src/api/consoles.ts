@@ -111,29 +111,24 @@ export class ConsoleService {
       accessUrlBase: this.#baseUrlFor(target.protocol),
       ...(request.who === undefined ? {} : { who: request.who }),
     }, this.#o.tokenTtlMs);
-    if (request.type === 'native') {
-      // The CONNECT endpoint is on the SPICE listener; remote-viewer speaks HTTP CONNECT in clear.
-      const proxyUrl = `http://${new URL(this.#baseUrlFor('spice')).host}`;
-      return {
-        url: proxyUrl,
-        vv: virtViewerFile({ token: issued.token, proxyUrl, title: `${target.instance} (Porthole)`, password: randomBytes(12).toString('base64url') }),
-        token: issued.token,
-        expires_at: new Date(issued.expiresAt).toISOString(),
-        instance: target.instance,
-        instance_uuid: target.instanceUuid,
-        protocol: target.protocol,
-        type: request.type,
-      };
-    }
-    return {
-      url: consoleUrl(this.#baseUrlFor(target.protocol), issued.token),
-      ...(serial === undefined || target.protocol !== 'serial' ? {} : { page_url: consoleUrl(serial.pageUrl, issued.token) }),
+    const common = {
       token: issued.token,
       expires_at: new Date(issued.expiresAt).toISOString(),
       instance: target.instance,
       instance_uuid: target.instanceUuid,
       protocol: target.protocol,
       type: request.type,
+    };
+    if (request.type === 'native') {
+      // The CONNECT endpoint is on the SPICE listener; remote-viewer speaks HTTP CONNECT in clear.
+      const proxyUrl = `http://${new URL(this.#baseUrlFor('spice')).host}`;
+      const vv = virtViewerFile({ token: issued.token, proxyUrl, title: `${target.instance} (Porthole)`, password: randomBytes(12).toString('base64url') });
+      return { url: proxyUrl, vv, ...common };
+    }
+    return {
+      url: consoleUrl(this.#baseUrlFor(target.protocol), issued.token),
+      ...(serial === undefined || target.protocol !== 'serial' ? {} : { page_url: consoleUrl(serial.pageUrl, issued.token) }),
+      ...common,
     };
   }
 

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { isPortholeError } from '../errors.js';
 import { packageVersion } from '../gateway.js';
 import { CliExit, configOption, configDirOption } from './common.js';
-import { serve, novaNovncproxy, novaSerialproxy, novaSpicehtml5proxy } from './commands/serve.js';
+import { serve, novaNovncproxy, novaSerialproxy, novaSpicehtml5proxy, type NovaProxyArgs } from './commands/serve.js';
 import { tunnelCommand } from './commands/tunnel.js';
 import { consoleUrl } from './commands/console-url.js';
 import { vncdisplayCommand } from './commands/vncdisplay.js';
@@ -65,48 +65,32 @@ export function buildProgram(): Command {
     .option('--api-key-file <file>', 'file with the API key (default: the config\'s key file)')
     .option('--ca <file>', 'CA certificates for a wss:// console proxy with a private CA')
     .action(tunnelCommand);
-  program.command('nova-novncproxy')
-    .description('drop-in for Nova\'s nova-novncproxy: the operator\'s nova.conf, tokens from Nova\'s database, console proxy only')
-    .addOption(configOption()).addOption(configDirOption())
-    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
-    .option('--record <file>', 'refused: session recording is not supported yet')
-    .option('--daemon', 'refused: run in the foreground under systemd')
-    .option('--ssl_only', 'as [DEFAULT] ssl_only')
-    .option('--cert <file>', 'as [DEFAULT] cert')
-    .option('--key <file>', 'as [DEFAULT] key')
-    .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [vnc] novncproxy_host says)')
-    .option('--debug', 'as [DEFAULT] debug')
-    .action(novaNovncproxy);
-  program.command('nova-serialproxy')
-    .description('drop-in for Nova\'s nova-serialproxy: the operator\'s nova.conf, serial tokens from Nova\'s database, serial listener only')
-    .addOption(configOption()).addOption(configDirOption())
-    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
-    .option('--record <file>', 'refused: session recording is not supported yet')
-    .option('--daemon', 'refused: run in the foreground under systemd')
-    .option('--ssl_only', 'as [DEFAULT] ssl_only')
-    .option('--cert <file>', 'as [DEFAULT] cert')
-    .option('--key <file>', 'as [DEFAULT] key')
-    .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [serial_console] serialproxy_host says)')
-    .option('--debug', 'as [DEFAULT] debug')
-    .action(novaSerialproxy);
-  program.command('nova-spicehtml5proxy')
-    .description('drop-in for Nova\'s nova-spicehtml5proxy: the operator\'s nova.conf, spice-html5 tokens from Nova\'s database, SPICE listener only')
-    .addOption(configOption()).addOption(configDirOption())
-    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
-    .option('--record <file>', 'refused: session recording is not supported yet')
-    .option('--daemon', 'refused: run in the foreground under systemd')
-    .option('--ssl_only', 'as [DEFAULT] ssl_only')
-    .option('--cert <file>', 'as [DEFAULT] cert')
-    .option('--key <file>', 'as [DEFAULT] key')
-    .option('--source_is_ipv6', 'accepted and ignored (Porthole listens on what [spice] html5proxy_host says)')
-    .option('--debug', 'as [DEFAULT] debug')
-    .action(novaSpicehtml5proxy);
+  // Nova's three console proxy binaries, replaced: the same command line each.
+  novaProxyCommand(program, 'nova-novncproxy', 'tokens from Nova\'s database, console proxy only', '[vnc] novncproxy_host', novaNovncproxy);
+  novaProxyCommand(program, 'nova-serialproxy', 'serial tokens from Nova\'s database, serial listener only', '[serial_console] serialproxy_host', novaSerialproxy);
+  novaProxyCommand(program, 'nova-spicehtml5proxy', 'spice-html5 tokens from Nova\'s database, SPICE listener only', '[spice] html5proxy_host', novaSpicehtml5proxy);
   const configCmd = program.command('config').description('configuration tools');
   configCmd.command('check')
     .description('validate the configuration files and report every problem')
     .addOption(configOption()).addOption(configDirOption())
     .action(configCheck);
   return program;
+}
+
+/** One of Nova's proxy commands, with Nova's options (`--web`, `--record`, `--daemon`, `--ssl_only`…). */
+function novaProxyCommand(program: Command, name: string, what: string, listenOption: string, action: (opts: NovaProxyArgs) => Promise<void>): void {
+  program.command(name)
+    .description(`drop-in for Nova's ${name}: the operator's nova.conf, ${what}`)
+    .addOption(configOption()).addOption(configDirOption())
+    .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
+    .option('--record <file>', 'refused: session recording is not supported yet')
+    .option('--daemon', 'refused: run in the foreground under systemd')
+    .option('--ssl_only', 'as [DEFAULT] ssl_only')
+    .option('--cert <file>', 'as [DEFAULT] cert')
+    .option('--key <file>', 'as [DEFAULT] key')
+    .option('--source_is_ipv6', `accepted and ignored (Porthole listens on what ${listenOption} says)`)
+    .option('--debug', 'as [DEFAULT] debug')
+    .action(action);
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -37,13 +37,18 @@ export interface RegisteredSession {
 
 export class SessionRegistry<S extends RegisteredSession = RegisteredSession> implements Iterable<S> {
   readonly #sessions = new Map<string, S>();
+  /** Sessions that belong to a group (SPICE channels). */
+  #grouped = 0;
 
   add(session: S): void {
     this.#sessions.set(session.id, session);
+    if (session.group !== undefined) this.#grouped++;
   }
 
   remove(session: S): void {
-    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+    if (this.#sessions.get(session.id) !== session) return;
+    this.#sessions.delete(session.id);
+    if (session.group !== undefined) this.#grouped--;
   }
 
   /** Connections (a SPICE console's channels each count). */
@@ -51,8 +56,9 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
     return this.#sessions.size;
   }
 
-  /** Consoles: connections of one group count once. What the session limits count. */
+  /** Consoles: connections of one group count once. What the session limits count (every upgrade asks). */
   get consoles(): number {
+    if (this.#grouped === 0) return this.#sessions.size; // no SPICE console open: no walk over all sessions
     return new Set([...this.#sessions.values()].map(keyOf)).size;
   }
 
