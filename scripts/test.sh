@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients redis-server memcached postgresql mariadb-server nginx haproxy chromium fonts-dejavu-core python3 python3-tempest python3-nova nova-common rabbitmq-server iproute2 vncsnapshot tigervnc-viewer xvfb x11-apps x11-utils imagemagick spice-html5 virt-viewer prometheus make g++)
+APT_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-clients redis-server memcached postgresql mariadb-server nginx haproxy chromium fonts-dejavu-core python3 python3-tempest python3-nova nova-common rabbitmq-server iproute2 vncsnapshot tigervnc-viewer xvfb x11-apps x11-utils imagemagick spice-html5 virt-viewer prometheus rsyslog make g++)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=()

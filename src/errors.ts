@@ -61,6 +61,7 @@ export const ERROR_CATALOGUE = {
   PH_ERR_SHUTTING_DOWN: { httpStatus: 503, wsCloseCode: 1001, summary: 'console proxy is shutting down' },
   PH_ERR_LISTEN_FAILED: { httpStatus: 500, wsCloseCode: 1011, summary: 'cannot listen on the configured address' },
   PH_ERR_DEMO_UNAVAILABLE: { httpStatus: 500, wsCloseCode: 1011, summary: 'demo VM cannot be started' },
+  PH_ERR_AUDIT_WRITE: { httpStatus: 500, wsCloseCode: 1011, summary: 'an audit event could not be written' },
   PH_ERR_INTERNAL: { httpStatus: 500, wsCloseCode: 1011, summary: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

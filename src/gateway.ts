@@ -23,6 +23,8 @@ import { ConsoleProxy, type ProxyListener, type ProxyTlsOptions } from './proxy/
 import type { ConsoleSession } from './proxy/session.js';
 import { SessionRegistry } from './sessions/registry.js';
 import { GatewayMetrics } from './metrics/metrics.js';
+import { AuditLog, auditConsoleEvents } from './audit/audit-log.js';
+import { fanOutEvents } from './console/events.js';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
@@ -168,6 +170,8 @@ export class Gateway {
   /** Prometheus metrics of this gateway (GET /metrics on the API, and `[porthole] metrics_listen`). */
   readonly metrics: GatewayMetrics;
   readonly apiKeys: ApiKeySource;
+  /** `[audit]`: one JSON line per console event. */
+  readonly audit: AuditLog;
   #metricsServer: HttpServer | undefined;
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
@@ -184,8 +188,9 @@ export class Gateway {
   private constructor(parts: {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
     spiceSite: StaticSite | undefined; spiceTls: UpstreamTls | undefined;
-    tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined;
+    tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined; audit: AuditLog;
   }) {
+    this.audit = parts.audit;
     this.config = parts.config;
     this.#novaRpc = parts.novaRpc;
     this.#upstreamTls = parts.upstreamTls;
@@ -213,8 +218,11 @@ export class Gateway {
     this.metrics = new GatewayMetrics({ sessions: this.sessions, version: this.#version, instanceLabels: parts.config.porthole.metrics_instance_labels });
     this.#api = createApiServer({
       consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.entries, logger: parts.logger.child({ component: 'api' }), health,
-      metrics: this.metrics,
+      metrics: this.metrics, node: parts.config.porthole.node_name, ...(this.audit.enabled ? { audit: this.audit } : {}),
     });
+    const events = this.audit.enabled
+      ? fanOutEvents([this.metrics.events, auditConsoleEvents(this.audit)], (err) => parts.logger.error({ err }, 'bug: a console event observer threw'))
+      : this.metrics.events;
     const opts = parts.options;
     this.#proxyOnly = opts.proxyOnly !== undefined;
     const config = parts.config;
@@ -263,7 +271,7 @@ export class Gateway {
     this.#proxy = new ConsoleProxy({
       listeners,
       handlers,
-      events: this.metrics.events,
+      events,
       store: parts.tokens,
       sessions: this.sessions,
       logger: parts.logger.child({ component: 'proxy' }),
@@ -305,7 +313,17 @@ export class Gateway {
       : await loadApiKeys(config.api.auth_keys_file, config.DEFAULT.state_path, options.generateApiKey ?? false);
     const tls = await readTls(config);
     const upstreamTls = await readUpstreamTls(config);
-    const store = await createTokenStore(config, options.clock);
+    const audit = new AuditLog({
+      file: config.audit.file, syslog: config.audit.syslog, syslogAddress: config.audit.syslog_address, syslogFacility: config.audit.syslog_facility,
+      node: config.porthole.node_name, logger: logger.child({ component: 'audit' }),
+    });
+    let store: TokenStore;
+    try {
+      store = await createTokenStore(config, options.clock);
+    } catch (err) {
+      await audit.close();
+      throw err;
+    }
     let tokens: TokenSource | undefined;
     try {
       tokens = await createTokenSource(config, store, options.clock);
@@ -324,10 +342,11 @@ export class Gateway {
       const spiceSite = config.spice.enabled ? await loadSpiceSite(config.spice.html5_dir) : undefined;
       const spiceTls = config.spice.enabled ? await readSpiceTls(config) : undefined;
       const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
-      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, spiceTls, options, tls, upstreamTls, novaRpc });
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, spiceTls, options, tls, upstreamTls, novaRpc, audit });
     } catch (err) {
       if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();
+      await audit.close();
       throw err;
     }
   }
@@ -444,6 +463,7 @@ export class Gateway {
     await Promise.all([this.#proxy.close(graceMs), this.#api.close(),
       new Promise<void>((resolve) => (this.#metricsServer === undefined ? resolve() : this.#metricsServer.close(() => resolve())))]);
     for (const handler of this.#handlers.values()) handler.close();
+    await this.audit.close(); // after the proxy: every open console's close event is in it
     await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }
 }

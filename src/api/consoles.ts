@@ -132,6 +132,12 @@ export class ConsoleService {
     };
   }
 
+  /** What an instance may be recorded as in tokens and sessions: the name or UUID given, and the driver's name for it. */
+  async instanceKeys(instance: string): Promise<string[]> {
+    const name = await this.#o.driver.canonicalName(instance);
+    return [...new Set([instance, ...(name === undefined ? [] : [name])])];
+  }
+
   /**
    * Revoke every token of an instance, by name or UUID: what the caller named is matched against
    * the name and UUID recorded in each token at mint, so an instance the driver no longer knows
@@ -141,8 +147,7 @@ export class ConsoleService {
    */
   async revoke(instance: string): Promise<number | undefined> {
     this.#refuseInNovaMode();
-    const name = await this.#o.driver.canonicalName(instance);
-    const keys = [...new Set([instance, ...(name === undefined ? [] : [name])])];
+    const keys = await this.instanceKeys(instance);
     let revoked = 0;
     for (const key of keys) revoked += await this.#o.store.revokeInstance(key);
     this.#o.onRevoked?.(keys);

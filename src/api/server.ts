@@ -6,15 +6,19 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Logger } from 'pino';
 import type { ComputeDriver } from '../compute/driver.js';
 import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
-import type { ConsoleProtocol, ConsoleType } from '../console/types.js';
+import type { ConsoleProtocol, ConsoleRequester, ConsoleType } from '../console/types.js';
 import type { SessionInfo } from '../sessions/registry.js';
-import type { ConsoleService } from './consoles.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import { tokenLogId } from '../tokens/token.js';
+import type { ConsoleService, MintedConsole } from './consoles.js';
 import { digestKey, matchKey, presentedKey, type ApiKey } from './keys.js';
 
 /** What the API needs of the session registry. */
 export interface SessionDirectory {
   list(): SessionInfo[];
   close(id: string, reason: PortholeError): boolean;
+  /** Close every console of these instance names/UUIDs; how many. */
+  closeInstances(keys: readonly string[], reason: () => PortholeError): number;
 }
 
 export interface ApiServerOptions {
@@ -27,6 +31,10 @@ export interface ApiServerOptions {
   readonly health: () => Promise<{ ok: boolean } & Record<string, unknown>>;
   /** Prometheus exposition (GET /metrics, no key: it holds no token, and no instance name unless configured). */
   readonly metrics?: { readonly contentType: string; metrics(): Promise<string> } | undefined;
+  /** `[audit]`: consoles minted, tokens revoked, sessions killed (the proxy reports the rest). */
+  readonly audit?: AuditSink | undefined;
+  /** `[porthole] node_name`: said with the session list, so lists of several nodes can be merged. */
+  readonly node?: string | undefined;
 }
 
 /** The longest instance name or UUID the API accepts, in every route (mint, revoke, Nova's). */
@@ -149,6 +157,11 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     key: keyNames.get(req), ...(said.user === undefined ? {} : { user: said.user }), ...(said.project === undefined ? {} : { project: said.project }),
   });
 
+  const audited = (minted: MintedConsole, who: ConsoleRequester, remote: string) => options.audit?.record({
+    event: 'console.minted', instance: minted.instance, instance_uuid: minted.instance_uuid, protocol: minted.protocol, console_type: minted.type,
+    remote, who, token_id: tokenLogId(minted.token), expires_at: minted.expires_at,
+  });
+
   app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType; user?: string; project?: string } }>(
     '/v1/consoles', { schema: { body: consoleBody } },
     async (req, reply) => {
@@ -156,6 +169,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       const who = whoOf(req, req.body);
       const byProtocol: Record<ConsoleProtocol, ConsoleType> = { vnc: 'novnc', serial: 'serial', spice: 'spice-html5' };
       const minted = await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol], who });
+      audited(minted, who, req.ip);
       // remote-viewer's own format when asked for it (`curl -H 'Accept: application/x-virt-viewer' … > c.vv`).
       if (minted.vv !== undefined && (req.headers.accept ?? '').includes('application/x-virt-viewer')) {
         return reply.code(201).type('application/x-virt-viewer').header('Content-Disposition', 'attachment; filename="console.vv"').send(minted.vv);
@@ -169,6 +183,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     async (req, reply) => {
       const revoked = await options.consoles.revoke(req.params.instance);
       req.log.info({ instance: req.params.instance, revoked }, 'console tokens revoked');
+      options.audit?.record({ event: 'console.revoked', instance: req.params.instance, count: revoked, by: keyNames.get(req), remote: req.ip });
       return reply.code(200).send({ instance: req.params.instance, revoked: revoked ?? null });
     },
   );
@@ -183,16 +198,30 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       const sessions = options.sessions.list().filter((s) => (q.instance === undefined || s.instance === q.instance) &&
         (q.protocol === undefined || s.protocol === q.protocol) && (q.key === undefined || s.who?.key === q.key) &&
         (q.user === undefined || s.who?.user === q.user) && (q.project === undefined || s.who?.project === q.project));
-      return { sessions };
+      return { node: options.node, sessions };
     },
   );
   app.delete<{ Params: { id: string } }>(
     '/v1/sessions/:id', { schema: { params: sessionParam } },
     async (req, reply) => {
-      if (!options.sessions.close(req.params.id, new PortholeError('PH_ERR_SESSION_CLOSED_BY_ADMIN'))) {
+      const session = options.sessions.list().find((s) => s.id === req.params.id);
+      if (session === undefined || !options.sessions.close(req.params.id, new PortholeError('PH_ERR_SESSION_CLOSED_BY_ADMIN'))) {
         throw new PortholeError('PH_ERR_SESSION_NOT_FOUND', `no console session ${req.params.id} on this node`);
       }
+      req.log.info({ sessionId: req.params.id, by: keyNames.get(req) }, 'console session closed by an administrator');
+      options.audit?.record({ event: 'session.killed', session: session.id, instance: session.instance, protocol: session.protocol, who: session.who, count: 1, by: keyNames.get(req), remote: req.ip });
       return reply.code(204).send();
+    },
+  );
+  // Every open console of an instance on this node (the tokens stay valid: DELETE …/consoles revokes them).
+  app.delete<{ Params: { instance: string } }>(
+    '/v1/instances/:instance/sessions', { schema: { params: instanceParam } },
+    async (req) => {
+      const keys = await options.consoles.instanceKeys(req.params.instance);
+      const closed = options.sessions.closeInstances(keys, () => new PortholeError('PH_ERR_SESSION_CLOSED_BY_ADMIN'));
+      req.log.info({ instance: req.params.instance, closed, by: keyNames.get(req) }, 'console sessions closed by an administrator');
+      options.audit?.record({ event: 'session.killed', instance: req.params.instance, count: closed, by: keyNames.get(req), remote: req.ip });
+      return { instance: req.params.instance, closed };
     },
   );
 
@@ -201,7 +230,9 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     '/v2.1/servers/:id/remote-consoles', { schema: { params: novaServerParam, body: novaRemoteConsoleBody } },
     async (req) => {
       const { protocol, type } = req.body.remote_console;
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol, type, who: whoOf(req) });
+      const who = whoOf(req);
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol, type, who });
+      audited(minted, who, req.ip);
       return { remote_console: { protocol: minted.protocol, type: minted.type, url: minted.url } };
     },
   );
@@ -216,7 +247,9 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
         throw new PortholeError('PH_ERR_API_BAD_REQUEST',
           'only the os-getVNCConsole, os-getSerialConsole and os-getSPICEConsole actions are supported: {"os-getVNCConsole": {"type": "novnc"}}, {"os-getSerialConsole": {"type": "serial"}}, {"os-getSPICEConsole": {"type": "spice-html5"}}');
       }
-      const minted = await options.consoles.mint({ instance: req.params.id, protocol: found[1], type: action.type as ConsoleType, who: whoOf(req) });
+      const who = whoOf(req);
+      const minted = await options.consoles.mint({ instance: req.params.id, protocol: found[1], type: action.type as ConsoleType, who });
+      audited(minted, who, req.ip);
       return { console: { type: minted.type, url: minted.url } };
     },
   );

@@ -5,7 +5,7 @@
  */
 import { parseTransportUrl } from '../nova/oslo-rpc.js';
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { PortholeError } from '../errors.js';
 import { parseIni, type IniEntry } from './ini.js';
@@ -35,6 +35,8 @@ export interface ResolveEnvironment {
   /** Effective uid; root gets /var/lib/porthole as state_path. */
   readonly uid: number;
   readonly home: string;
+  /** The host name: `[porthole] node_name`'s default. */
+  readonly hostname?: string;
 }
 
 /** `file:line: message`, the form compilers use, so editors can jump to it. */
@@ -202,6 +204,8 @@ export function buildConfig(values: ReadonlyMap<string, unknown>, env: ResolveEn
   }
   const cache = out.cache as Record<string, unknown>;
   if (cache.sqlite_path === '') cache.sqlite_path = join(defaults.state_path as string, 'tokens.sqlite');
+  const porthole = out.porthole as Record<string, unknown>;
+  if (porthole.node_name === '') porthole.node_name = env.hostname ?? 'localhost';
   return deepFreeze(out as unknown as Config);
 }
 
@@ -287,6 +291,7 @@ export function loadConfig(files: readonly string[], env?: Partial<ResolveEnviro
   const env2 = {
     uid: env?.uid ?? (typeof process.getuid === 'function' ? process.getuid() : 1000),
     home: env?.home ?? homedir(),
+    hostname: env?.hostname ?? hostname(),
   };
   const cross = problems.some((p) => p.severity === 'error') ? [] : crossCheck(buildConfig(values, env2));
   const errors = [...unreadable, ...problems.filter((p) => p.severity === 'error'), ...cross];

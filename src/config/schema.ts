@@ -77,6 +77,17 @@ export function parseWsUrl(raw: string): string {
   return url.toString();
 }
 
+/** `[audit] syslog_address`: an absolute Unix socket path, or host:port. */
+export function parseSyslogAddress(raw: string): string {
+  const v = raw.trim();
+  if (v.startsWith('/')) return v;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(v);
+  if (m === null) throw new Error(`expected a Unix socket path (/dev/log) or host:port, got ${JSON.stringify(raw)}`);
+  parseHost(m[1] as string);
+  parsePort(m[2] as string);
+  return v;
+}
+
 /** Nova's `port_range`, `start:stop` (stop exclusive, as Nova walks `range(start, stop)`). */
 export function parsePortRange(raw: string): { readonly start: number; readonly stop: number } {
   const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(raw);
@@ -293,7 +304,16 @@ export const SCHEMA = {
     auth_keys_file: option(parseString, '',
       'File with one API key per line, `name:key` (the name is recorded as who minted a console) or a plain key (named key1, key2… by its line). Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
   },
+  audit: {
+    file: option(parseString, '',
+      'Append one JSON line per console event (minted, opened, refused, closed, revoked, killed) to this file, mode 0600, reopened on SIGHUP (logrotate); empty: no audit file. Fields: docs/audit.md.'),
+    syslog: option(parseBool, false, 'Also send each audit line to syslog (through util-linux `logger`), tag porthole-audit.'),
+    syslog_address: option(parseSyslogAddress, '/dev/log', 'Where audit lines go with syslog = true: a Unix socket path (/dev/log) or host:port (UDP, RFC 5424).'),
+    syslog_facility: option(oneOf(['auth', 'authpriv', 'daemon', 'user', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'] as const), 'authpriv',
+      'Syslog facility of audit lines (authpriv: where sshd\'s logins go, readable by root only on Debian).'),
+  },
   porthole: {
+    node_name: option(parseString, '', 'This node\'s name in audit events and the session list.', '<the host name>'),
     metrics_listen: option(parseListenAddress, '',
       'Also serve Prometheus /metrics (no key) on this host:port, e.g. 10.0.0.5:9180; empty: only on the API listener (GET /metrics, no key needed).'),
     metrics_instance_labels: option(parseBool, false,

@@ -480,7 +480,7 @@ export class ConsoleProxy {
     if (!verdict.ok) {
       // Not a session: it holds no slot, is never read, and its socket is gone within a second.
       const { error } = verdict;
-      this.#options.events?.refused({ stage: verdict.stage, code: error.code });
+      this.#options.events?.refused({ stage: verdict.stage, code: error.code, remote, instance: verdict.info?.instance, protocol: verdict.info?.protocol, who: verdict.info?.who });
       if (verdict.stage === 'failure-limit') {
         logger.info({ code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       } else if (verdict.stage === 'origin') {
@@ -556,7 +556,7 @@ export class ConsoleProxy {
     const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
     const verdict = await passUpgradeGate(this.#gateDeps(endpoint, req, groupOf), token, remote);
     if (!verdict.ok) {
-      this.#options.events?.refused({ stage: verdict.stage, code: verdict.error.code });
+      this.#options.events?.refused({ stage: verdict.stage, code: verdict.error.code, remote, instance: verdict.info?.instance, protocol: verdict.info?.protocol, who: verdict.info?.who });
       logger[verdict.error.httpStatus < 500 ? 'info' : 'error']({ code: verdict.error.code }, `native console refused: ${verdict.error.message}`);
       refuse(verdict.error);
       return;

@@ -7,7 +7,7 @@
 import { channel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
-import type { ConsoleEvents } from '../console/events.js';
+import type { ConsoleEvents, SessionIdentity } from '../console/events.js';
 import type { ConsoleAttachment, ConsoleLink, ProtocolHandler } from '../console/handler.js';
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import { closeReasonFor, PortholeError } from '../errors.js';
@@ -121,6 +121,11 @@ export class ConsoleSession implements RegisteredSession {
     };
   }
 
+  /** What this session's events say of it. */
+  #identity(): SessionIdentity {
+    return { id: this.id, instance: this.#instance, instanceUuid: this.#instanceUuid, protocol: this.#protocol, remote: this.#options.remote, who: this.#who };
+  }
+
   /** Is this a console of an instance named (or with the UUID) in `keys`? */
   matchesInstance(keys: readonly string[]): boolean {
     return (this.#instance !== undefined && keys.includes(this.#instance)) || (this.#instanceUuid !== undefined && keys.includes(this.#instanceUuid));
@@ -179,7 +184,7 @@ export class ConsoleSession implements RegisteredSession {
         this.#lastActivityAt = Date.now();
         this.#logger.info({ target: `${info.host}:${info.port}` }, 'console session relaying');
         this.#relayed = true;
-        this.#options.events?.sessionOpened({ protocol: info.protocol, setupSeconds: (Date.now() - this.startedAt) / 1000 });
+        this.#options.events?.sessionOpened({ ...this.#identity(), protocol: info.protocol, setupSeconds: (Date.now() - this.startedAt) / 1000 });
         if (sessionOpenChannel.hasSubscribers) sessionOpenChannel.publish({ id: this.id, instance: info.instance, protocol: info.protocol });
       },
       fail: (err) => this.fail(err),
@@ -313,7 +318,7 @@ export class ConsoleSession implements RegisteredSession {
       bytesToClient: attachment?.bytesToClient ?? 0,
     }, 'console session closed');
     this.#options.events?.sessionClosed({
-      protocol: this.#protocol, relayed: this.#relayed, closeCode: this.#closeCode, errorCode: this.#failCode,
+      ...this.#identity(), relayed: this.#relayed, closeCode: this.#closeCode, errorCode: this.#failCode, durationMs: Date.now() - this.startedAt,
       bytesToClient: attachment?.bytesToClient ?? 0, bytesToServer: attachment?.bytesToServer ?? 0,
     });
     if (sessionCloseChannel.hasSubscribers) sessionCloseChannel.publish({ id: this.id, instance: this.#instance, protocol: this.#protocol, closeCode: this.#closeCode });

@@ -27,7 +27,7 @@ export interface UpgradeRefusal {
 export type GateVerdict =
   | { readonly ok: true; readonly auth: SessionAuth & { ok: true } }
   /** `beforeUpgrade`: answer with an HTTP status (429, 403); otherwise accept and close with the code, so a page can show why. */
-  | { readonly ok: false; readonly error: PortholeError; readonly stage: GateStage; readonly beforeUpgrade: boolean };
+  | { readonly ok: false; readonly error: PortholeError; readonly stage: GateStage; readonly beforeUpgrade: boolean; readonly info?: ConnectInfo | undefined };
 
 export interface UpgradeGateDeps {
   /** A slot in the per-address failed-token limiter; false when the address is over its limit. */
@@ -47,9 +47,9 @@ export interface UpgradeGateDeps {
 export const isGuess = (error: PortholeError | undefined) => error?.code === 'PH_ERR_TOKEN_INVALID';
 
 export async function passUpgradeGate(deps: UpgradeGateDeps, token: string | undefined, remote: string): Promise<GateVerdict> {
-  const refuse = (error: PortholeError, stage: GateStage, beforeUpgrade = false, instance?: string): GateVerdict => {
-    if (upgradeRefusedChannel.hasSubscribers) upgradeRefusedChannel.publish({ code: error.code, stage, remote, instance } satisfies UpgradeRefusal);
-    return { ok: false, error, stage, beforeUpgrade };
+  const refuse = (error: PortholeError, stage: GateStage, beforeUpgrade = false, info?: ConnectInfo): GateVerdict => {
+    if (upgradeRefusedChannel.hasSubscribers) upgradeRefusedChannel.publish({ code: error.code, stage, remote, instance: info?.instance } satisfies UpgradeRefusal);
+    return { ok: false, error, stage, beforeUpgrade, info };
   };
   if (!(await deps.acquire(remote))) {
     return refuse(new PortholeError('PH_ERR_TOO_MANY_FAILURES', 'too many failed token attempts from this address; wait a minute'), 'failure-limit', true);
@@ -65,15 +65,15 @@ export async function passUpgradeGate(deps: UpgradeGateDeps, token: string | und
   if (!lookup.ok) return refuse(lookup.error, 'token');
   const info = lookup.connectInfo;
   const unsupported = deps.acceptsConsole(info);
-  if (unsupported !== undefined) return refuse(unsupported, 'console-type', false, info.instance);
+  if (unsupported !== undefined) return refuse(unsupported, 'console-type', false, info);
   const scheme = deps.checkOrigin(new URL(info.accessUrlBase).protocol);
-  if (!scheme.ok) return refuse(new PortholeError('PH_ERR_ORIGIN_FORBIDDEN', scheme.reason), 'origin', true, info.instance);
+  if (!scheme.ok) return refuse(new PortholeError('PH_ERR_ORIGIN_FORBIDDEN', scheme.reason), 'origin', true, info);
   const limited = deps.sessionLimits(info);
-  if (limited !== undefined) return refuse(limited, 'session-limits', false, info.instance);
+  if (limited !== undefined) return refuse(limited, 'session-limits', false, info);
   const prepared = await deps.prepare(info, lookup.expiresAt);
-  if (!prepared.ok) return refuse(prepared.error, 'prepare', false, info.instance);
+  if (!prepared.ok) return refuse(prepared.error, 'prepare', false, info);
   // prepare waited: other upgrades may have taken the last slots meanwhile.
   const limitedNow = deps.sessionLimits(info);
-  if (limitedNow !== undefined) return refuse(limitedNow, 'session-limits', false, info.instance);
+  if (limitedNow !== undefined) return refuse(limitedNow, 'session-limits', false, info);
   return { ok: true, auth: prepared };
 }

@@ -107,16 +107,16 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
     for (const s of [...this.#sessions.values()]) if (s.group === group) s.fail(reason);
   }
 
-  /** Close every session of these instance names/UUIDs; how many were closed. */
+  /** Close every session of these instance names/UUIDs; how many consoles were closed (a group counts once). */
   closeInstances(keys: readonly string[], reason: () => PortholeError): number {
-    let closed = 0;
+    const closed = new Set<string>();
     for (const s of [...this.#sessions.values()]) {
       if (s.matchesInstance(keys)) {
         s.fail(reason());
-        closed++;
+        closed.add(keyOf(s));
       }
     }
-    return closed;
+    return closed.size;
   }
 
   /** Close all (shutdown). */

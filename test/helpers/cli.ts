@@ -1,5 +1,5 @@
 /** Run the built `porthole` CLI (bin/porthole.js) as a child process. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 export const BIN = join(process.cwd(), 'bin', 'porthole.js');
@@ -13,5 +13,23 @@ export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: numb
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+/** Wait until the child's stdout matches `pattern`; what it printed so far. */
+export async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got:\n${out}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (pattern.test(out)) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        resolve(out);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${code} before ${pattern}; got:\n${out}`)); });
   });
 }

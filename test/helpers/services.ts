@@ -1,6 +1,6 @@
 /** Real Redis and memcached servers on free loopback ports, started and stopped by the tests. */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { chownSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './net.js';
 import { runTempDir, spawnOwned } from './run.js';
@@ -145,4 +145,41 @@ export async function startRabbitmq(): Promise<RabbitMq> {
       rmSync(dir, { recursive: true, force: true });
     },
   } as RabbitMq & { destroy(): Promise<void> };
+}
+
+export interface Rsyslog {
+  /** Its Unix socket: what `[audit] syslog_address` points at (instead of /dev/log). */
+  readonly socket: string;
+  /** Every message it received, one per line (`<time> <host> <tag>: <message>`). */
+  readonly file: string;
+  stop(): Promise<void>;
+}
+
+/** A real rsyslogd (Debian's), in the foreground, on a socket and file of its own. */
+export async function startRsyslog(): Promise<Rsyslog> {
+  const dir = runTempDir('rsyslog');
+  const socket = join(dir, 'log');
+  const file = join(dir, 'messages');
+  const conf = join(dir, 'rsyslog.conf');
+  writeFileSync(conf, `global(workDirectory="${dir}")\nmodule(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="${socket}")\n` +
+    `*.* action(type="omfile" file="${file}" template="RSYSLOG_FileFormat")\n`);
+  const child = spawnOwned('rsyslogd', ['-n', '-f', conf, '-i', join(dir, 'pid')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const deadline = Date.now() + 10_000;
+  while (!existsSync(socket)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`rsyslogd did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    socket, file,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

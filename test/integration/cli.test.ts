@@ -1,6 +1,6 @@
 /** The `porthole` command as operators run it (the built bin/porthole.js, as child processes). */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { appendFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,26 +10,9 @@ import { freePort } from '../helpers/net.js';
 import { runTempDir } from '../helpers/run.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 import { rfbSecurityTypes } from '../helpers/ws-client.js';
-import { BIN, runCli } from '../helpers/cli.js';
+import { BIN, runCli, waitForOutput } from '../helpers/cli.js';
 
 const run = runCli;
-
-async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got:\n${out}`)), timeoutMs);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (pattern.test(out)) {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        resolve(out);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${code} before ${pattern}; got:\n${out}`)); });
-  });
-}
 
 /** The pid of the demo QEMU serving VNC display `display` (read from /proc, like ps). */
 async function findQemuPid(display: number): Promise<number | undefined> {

@@ -12,9 +12,9 @@ test('result labels are bounded: a known PH_ERR code, ws_<close code>, or unknow
 test('two gateways\' metrics never share counts; closed sessions\' bytes stay in the totals', async () => {
   const a = new GatewayMetrics({ sessions: { list: () => [] }, version: '1' });
   const b = new GatewayMetrics({ sessions: { list: () => [] }, version: '1' });
-  a.events.sessionOpened({ protocol: 'vnc', setupSeconds: 0.01 });
-  a.events.sessionClosed({ protocol: 'vnc', relayed: true, closeCode: 1000, errorCode: undefined, bytesToClient: 500, bytesToServer: 7 });
-  a.events.sessionClosed({ protocol: 'serial', relayed: false, closeCode: 4010, errorCode: 'PH_ERR_UPSTREAM_UNREACHABLE', bytesToClient: 0, bytesToServer: 0 });
+  a.events.sessionOpened({ id: 's1', instance: 'vm', remote: '127.0.0.1', protocol: 'vnc', setupSeconds: 0.01 });
+  a.events.sessionClosed({ id: 's1', instance: 'vm', remote: '127.0.0.1', durationMs: 5, protocol: 'vnc', relayed: true, closeCode: 1000, errorCode: undefined, bytesToClient: 500, bytesToServer: 7 });
+  a.events.sessionClosed({ id: 's1', instance: 'vm', remote: '127.0.0.1', durationMs: 5, protocol: 'serial', relayed: false, closeCode: 4010, errorCode: 'PH_ERR_UPSTREAM_UNREACHABLE', bytesToClient: 0, bytesToServer: 0 });
   const text = await a.metrics();
   assert.match(text, /^porthole_session_setups_total\{protocol="vnc",result="ok"\} 1$/m);
   assert.match(text, /^porthole_session_setups_total\{protocol="serial",result="PH_ERR_UPSTREAM_UNREACHABLE"\} 1$/m);

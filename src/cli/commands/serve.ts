@@ -74,6 +74,19 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
     throw err;
   }
   const gateway = created;
+  // Before the banner: a SIGHUP (logrotate, `systemctl reload`) right after the start must not meet
+  // Node's default action for it, which ends the process.
+  process.on('SIGHUP', () => {
+    try {
+      // logrotate moved the file: write to a new one at the configured path. Only a file: pino's
+      // stderr destination throws on reopen (that took the whole gateway down on SIGHUP).
+      if (logPath !== undefined) logDestination.reopen?.();
+    } catch (err) {
+      logger.error({ err }, 'log file not reopened');
+    }
+    gateway.audit.reopen();
+    void gateway.reloadTls();
+  });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(`Porthole ${packageVersion()} is running (config: ${files.length > 0 ? files.join(', ') : 'built-in defaults'})`);
   out(config.porthole.token_source === 'nova'
@@ -86,6 +99,8 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
   if (addresses.spiceProxy !== undefined) out(`  SPICE proxy:   ${addresses.spiceProxy} (console URLs: ${config.spice.html5proxy_base_url}?token=…)`);
   if (addresses.serialProxy !== undefined) out(`  serial proxy:  ${addresses.serialProxy} (serial console URLs: ${addresses.serialBaseUrl ?? ''}?token=…)`);
   if (logPath !== undefined) out(`  log:           ${logPath} (reopened on SIGHUP)`);
+  if (config.audit.file !== '') out(`  audit:         ${config.audit.file} (reopened on SIGHUP)${config.audit.syslog ? ` and syslog ${config.audit.syslog_address}` : ''}`);
+  else if (config.audit.syslog) out(`  audit:         syslog ${config.audit.syslog_address}`);
   if (mode.proxyOnly === undefined) out(`  API:           ${addresses.api} (key ${gateway.apiKeys.generated ? 'generated into' : 'from'} ${gateway.apiKeys.file})`);
   const driverHealth = await gateway.driver.health();
   if (!driverHealth.ok) out(`  WARNING: compute driver ${config.compute.driver} is not usable: ${driverHealth.detail ?? ''} (see /healthz)`);
@@ -118,10 +133,6 @@ async function runGateway(loaded: LoadedConfig, mode: { demo: boolean; proxyOnly
         .finally(() => resolve());
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => {
-      logDestination.reopen?.(); // logrotate moved the file: write to a new one at the configured path
-      void gateway.reloadTls();
-    });
     process.on('SIGINT', () => stop('SIGINT'));
   });
   logger.flush();
