@@ -37,7 +37,7 @@ import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageDirOf, packageRoot } from './web/assets.js';
-import { StaticSite } from './web/static-site.js';
+import { ADMIN_HEADERS, StaticSite } from './web/static-site.js';
 
 export const PURGE_INTERVAL_MS = 60_000;
 
@@ -189,6 +189,7 @@ export class Gateway {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
     spiceSite: StaticSite | undefined; spiceTls: UpstreamTls | undefined;
     tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined; audit: AuditLog;
+    adminSite: StaticSite | undefined;
   }) {
     this.audit = parts.audit;
     this.config = parts.config;
@@ -218,7 +219,7 @@ export class Gateway {
     this.metrics = new GatewayMetrics({ sessions: this.sessions, version: this.#version, instanceLabels: parts.config.porthole.metrics_instance_labels });
     this.#api = createApiServer({
       consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.entries, logger: parts.logger.child({ component: 'api' }), health,
-      metrics: this.metrics, node: parts.config.porthole.node_name, ...(this.audit.enabled ? { audit: this.audit } : {}),
+      metrics: this.metrics, node: parts.config.porthole.node_name, adminSite: parts.adminSite, ...(this.audit.enabled ? { audit: this.audit } : {}),
     });
     const events = this.audit.enabled
       ? fanOutEvents([this.metrics.events, auditConsoleEvents(this.audit)], (err) => parts.logger.error({ err }, 'bug: a console event observer threw'))
@@ -330,7 +331,8 @@ export class Gateway {
       const driver = await createComputeDriver(config, logger.child({ component: 'compute' }), store, options.builtinInstances ?? []);
       const site = await StaticSite.load(
         [
-          { prefix: '/', dir: join(packageRoot(), 'web'), include: (rel) => !rel.includes('spice') }, // the SPICE page lives on the SPICE listener
+          // The SPICE page lives on the SPICE listener, /admin on the API listener only.
+          { prefix: '/', dir: join(packageRoot(), 'web'), include: (rel) => !rel.includes('spice') && !rel.startsWith('admin/') },
           { prefix: '/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/') },
           // xterm.js for /serial.html, from its npm packages (never copied into the repo).
           { prefix: '/xterm/', dir: packageDirOf('@xterm/xterm'), include: (rel) => rel === 'lib/xterm.mjs' || rel === 'css/xterm.css' },
@@ -342,7 +344,8 @@ export class Gateway {
       const spiceSite = config.spice.enabled ? await loadSpiceSite(config.spice.html5_dir) : undefined;
       const spiceTls = config.spice.enabled ? await readSpiceTls(config) : undefined;
       const novaRpc = config.porthole.token_source === 'nova' && config.porthole.nova_validate_console_port ? await createNovaRpc(config) : undefined;
-      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, spiceTls, options, tls, upstreamTls, novaRpc, audit });
+      const adminSite = options.proxyOnly === undefined ? await loadAdminSite() : undefined;
+      return new Gateway({ config, logger, store, tokens, driver, apiKeys, site, spiceSite, spiceTls, options, tls, upstreamTls, novaRpc, audit, adminSite });
     } catch (err) {
       if (tokens !== undefined && tokens !== store) await tokens.close();
       await store.close();
@@ -466,6 +469,14 @@ export class Gateway {
     await this.audit.close(); // after the proxy: every open console's close event is in it
     await Promise.all([this.driver.close(), this.store.close(), ...(this.tokens === this.store ? [] : [this.tokens.close()]), this.#novaRpc?.close()]);
   }
+}
+
+/** The API listener's `/admin` pages (sessions, recordings), from web/admin. */
+function loadAdminSite(): Promise<StaticSite> {
+  return StaticSite.load(
+    [{ prefix: '/admin/', dir: join(packageRoot(), 'web', 'admin'), headers: ADMIN_HEADERS }],
+    { '/admin': '/admin/index.html', '/admin/': '/admin/index.html' },
+  );
 }
 
 /**

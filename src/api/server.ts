@@ -2,7 +2,8 @@
  * The REST API (fastify factory, no listen): Porthole's own `/v1` routes plus the Nova-compatible
  * `remote-consoles`, `os-getVNCConsole`, `os-getSerialConsole` and `os-getSPICEConsole` calls, so existing tooling can point at Porthole.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ComputeDriver } from '../compute/driver.js';
 import { ERROR_CATALOGUE, isPortholeError, PortholeError } from '../errors.js';
@@ -35,6 +36,14 @@ export interface ApiServerOptions {
   readonly audit?: AuditSink | undefined;
   /** `[porthole] node_name`: said with the session list, so lists of several nodes can be merged. */
   readonly node?: string | undefined;
+  /** The `/admin` pages (static files; they hold no data and ask for the key themselves). */
+  readonly adminSite?: { serve(req: IncomingMessage, res: ServerResponse): boolean } | undefined;
+}
+
+/** `/admin` and below: static pages served without a key (their API calls carry one). Pure. */
+export function isAdminPage(url: string): boolean {
+  const path = url.split('?')[0] as string;
+  return path === '/admin' || path.startsWith('/admin/');
 }
 
 /** The longest instance name or UUID the API accepts, in every route (mint, revoke, Nova's). */
@@ -115,6 +124,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/healthz' || (req.url === '/metrics' && options.metrics !== undefined)) return;
+    if (options.adminSite !== undefined && (req.method === 'GET' || req.method === 'HEAD') && isAdminPage(req.url)) return;
     const key = presentedKey(req.headers);
     const name = key === undefined ? undefined : matchKey(key, digests);
     if (name !== undefined) keyNames.set(req, name);
@@ -144,6 +154,18 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.metrics !== undefined) {
     const metrics = options.metrics;
     app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  }
+
+  if (options.adminSite !== undefined) {
+    const site = options.adminSite;
+    const page = async (req: FastifyRequest, reply: FastifyReply) => {
+      reply.hijack();
+      if (!site.serve(req.raw, reply.raw)) {
+        reply.raw.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify(errorBody('PH_ERR_API_NOT_FOUND', 'no such page')));
+      }
+    };
+    app.get('/admin', page);
+    app.get('/admin/*', page);
   }
 
   app.get('/healthz', async (req, reply) => {

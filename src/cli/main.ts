@@ -9,6 +9,7 @@ import { packageVersion } from '../gateway.js';
 import { CliExit, configOption, configDirOption } from './common.js';
 import { serve, novaNovncproxy, novaSerialproxy, novaSpicehtml5proxy, type NovaProxyArgs } from './commands/serve.js';
 import { tunnelCommand } from './commands/tunnel.js';
+import { sessionsCommand } from './commands/sessions.js';
 import { consoleUrl } from './commands/console-url.js';
 import { vncdisplayCommand } from './commands/vncdisplay.js';
 import { auditCommand } from './commands/audit.js';
@@ -65,6 +66,16 @@ export function buildProgram(): Command {
     .option('--api-key-file <file>', 'file with the API key (default: the config\'s key file)')
     .option('--ca <file>', 'CA certificates for a wss:// console proxy with a private CA')
     .action(tunnelCommand);
+  program.command('sessions')
+    .description('list the open consoles of this node, or of every node with --peers; --close ID closes one')
+    .addOption(configOption()).addOption(configDirOption())
+    .option('--peers <urls>', 'API base URLs of all nodes, comma-separated (default [api] peers; none: this node\'s API)')
+    .option('--instance <name>', 'only consoles of this instance')
+    .option('--close <id>', 'close this console (with 4030, "closed by an administrator") on whichever node has it')
+    .option('--json', 'machine-readable output')
+    .option('--api <url>', 'API base URL (default from the config\'s [api] host/port)')
+    .option('--api-key-file <file>', 'file with the API key (default: the config\'s key file)')
+    .action(sessionsCommand);
   // Nova's three console proxy binaries, replaced: the same command line each.
   novaProxyCommand(program, 'nova-novncproxy', 'tokens from Nova\'s database, console proxy only', '[vnc] novncproxy_host', novaNovncproxy);
   novaProxyCommand(program, 'nova-serialproxy', 'serial tokens from Nova\'s database, serial listener only', '[serial_console] serialproxy_host', novaSerialproxy);

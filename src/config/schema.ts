@@ -303,6 +303,8 @@ export const SCHEMA = {
     port: option(parseListenPort, 6070, 'Port of the REST API.'),
     auth_keys_file: option(parseString, '',
       'File with one API key per line, `name:key` (the name is recorded as who minted a console) or a plain key (named key1, key2… by its line). Empty: `serve` generates a key into <state_path>/api-key (mode 0600).'),
+    peers: option(parseList, [] as readonly string[],
+      'API base URLs of every node (http://10.0.0.1:6070,…), for `porthole sessions`: each node lists and closes its own consoles; the same API key must work on each.'),
   },
   audit: {
     file: option(parseString, '',

@@ -15,6 +15,8 @@ export interface StaticMount {
   readonly dir: string;
   /** Relative paths (posix) to include; default all. */
   readonly include?: (relPath: string) => boolean;
+  /** Headers instead of {@link STATIC_HEADERS} (the /admin pages forbid framing). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 interface StaticFile {
@@ -53,6 +55,14 @@ export const INLINE_STYLE_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy': (STATIC_HEADERS['Content-Security-Policy'] as string).replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
 };
 
+/** The /admin pages: never inside a frame (their buttons close consoles: no clickjacking), no caching. */
+export const ADMIN_HEADERS: Readonly<Record<string, string>> = {
+  ...STATIC_HEADERS,
+  'Content-Security-Policy': `${STATIC_HEADERS['Content-Security-Policy'] as string}; frame-ancestors 'none'`,
+  'X-Frame-Options': 'DENY',
+  'Cache-Control': 'no-store',
+};
+
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -82,7 +92,7 @@ export class StaticSite {
         const type = CONTENT_TYPES[extname(rel)];
         if (type === undefined || (mount.include && !mount.include(rel))) continue;
         const path = mount.prefix + rel;
-        files.set(path, { body: await readFile(full), type, headers: inlineStylePages.includes(path) ? INLINE_STYLE_HEADERS : STATIC_HEADERS });
+        files.set(path, { body: await readFile(full), type, headers: mount.headers ?? (inlineStylePages.includes(path) ? INLINE_STYLE_HEADERS : STATIC_HEADERS) });
       }
     }
     for (const [from, to] of Object.entries(aliases)) {
