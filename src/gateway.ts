@@ -25,6 +25,7 @@ import { SessionRegistry } from './sessions/registry.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { AuditLog, auditConsoleEvents } from './audit/audit-log.js';
 import { fanOutEvents } from './console/events.js';
+import { Recordings } from './recording/recorder.js';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
@@ -172,6 +173,8 @@ export class Gateway {
   readonly apiKeys: ApiKeySource;
   /** `[audit]`: one JSON line per console event. */
   readonly audit: AuditLog;
+  /** Session recordings in `[console] record_dir`. */
+  readonly recordings: Recordings;
   #metricsServer: HttpServer | undefined;
   readonly #api: FastifyInstance;
   readonly #proxy: ConsoleProxy;
@@ -192,6 +195,11 @@ export class Gateway {
     adminSite: StaticSite | undefined;
   }) {
     this.audit = parts.audit;
+    const c = parts.config.console;
+    this.recordings = new Recordings({
+      dir: c.record_dir, maxFileBytes: c.record_max_file_size, maxTotalBytes: c.record_max_total_size, recordInput: c.record_input,
+      logger: parts.logger.child({ component: 'recording' }),
+    });
     this.config = parts.config;
     this.#novaRpc = parts.novaRpc;
     this.#upstreamTls = parts.upstreamTls;
@@ -212,6 +220,7 @@ export class Gateway {
       tokenTtlMs: parts.config.consoleauth.token_ttl * 1000,
       vncEnabled: parts.config.vnc.enabled,
       novaMode: parts.config.porthole.token_source === 'nova',
+      recordAll: parts.config.console.record,
       onRevoked: (keys) => this.#proxy.closeInstances(keys),
     });
     const health = () => this.health();
@@ -233,6 +242,7 @@ export class Gateway {
       authSchemes: config.vnc.auth_schemes.every((s) => s === 'none') ? undefined : config.vnc.auth_schemes,
       upstreamTls: () => this.#upstreamTls,
       wsHighWaterBytes: opts.wsHighWaterBytes,
+      maxBytesPerSecond: config.console.max_bandwidth,
     })]]);
     const serial = config.serial_console;
     if (serial.enabled) {
@@ -241,7 +251,7 @@ export class Gateway {
     const spice = config.spice;
     if (spice.enabled) {
       const spiceTls = parts.spiceTls;
-      handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes, tls: spiceTls === undefined ? undefined : () => spiceTls }));
+      handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes, maxBytesPerSecond: config.console.max_bandwidth, tls: spiceTls === undefined ? undefined : () => spiceTls }));
     }
     this.#handlers = handlers;
     // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly
@@ -273,6 +283,8 @@ export class Gateway {
       listeners,
       handlers,
       events,
+      recordings: this.recordings,
+      recordAll: parts.config.console.record,
       store: parts.tokens,
       sessions: this.sessions,
       logger: parts.logger.child({ component: 'proxy' }),

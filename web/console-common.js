@@ -37,6 +37,9 @@ export const CLOSE_REASONS = {
   4027: 'The console proxy could not check with the cloud that this console is still where the link points (its messaging service or the VM\'s host is not answering). Try again in a moment; if it persists, tell the operator.',
   4028: 'The VM\'s host could not confirm where its console is. Ask for a new console URL; if it persists, tell the operator.',
   4030: 'An administrator closed this console.',
+  4033: 'This console is view only, and the viewer sent something a view-only console does not pass on (the proxy closed it rather than guess). Reload the page; if it happens again, the operator can find the message type in the proxy\'s log.',
+  4034: 'This console must be recorded, and the proxy cannot write the recording (its recordings directory is full or failing). Ask the operator.',
+  4035: 'The recording of this console reached its size limit, so the console was closed. Open it again to continue in a new recording.',
   4031: 'The VM\'s SPICE server rejected the console proxy\'s password. The operator needs to update it.',
   4032: 'The VM\'s SPICE server refused a connection of this console (for example a channel it allows only over TLS). The operator can find details in the proxy\'s log.',
   4029: 'Too many failed attempts from this address. Wait a minute and try again.',
@@ -71,6 +74,14 @@ export function statusBar(doc) {
 
 /** Per-tab (sessionStorage) memory of this console's cookie path, so a reload reconnects the same console. */
 export const CONSOLE_PATH_KEY = 'porthole.consolePath';
+/** What the proxy said of this tab's console at the swap (view only, recorded), for the status bar after a reload. */
+export const CONSOLE_GRANTS_KEY = 'porthole.consoleGrants';
+
+/** The status bar's note on a console's grants: " — view only, recorded". Pure. */
+export function grantsNote(grants) {
+  const notes = [grants?.viewOnly && 'view only', grants?.recorded && 'this session is recorded'].filter(Boolean);
+  return notes.length === 0 ? '' : ` — ${notes.join(', ')}`;
+}
 
 /**
  * Token and WebSocket path from the page URL: `?token=…`, or noVNC's `?path=websockify%3Ftoken%3D…`.
@@ -117,7 +128,7 @@ export async function exchangeToken(token) {
     return undefined;
   }
   const body = await response.json().catch(() => ({}));
-  if (response.ok && typeof body.path === 'string') return { path: body.path };
+  if (response.ok && typeof body.path === 'string') return { path: body.path, grants: { viewOnly: body.viewOnly === true, recorded: body.recorded === true } };
   if (typeof body.wsCloseCode === 'number') return { error: body };
   return undefined;
 }
@@ -132,7 +143,13 @@ export async function startConsole(win, query, ui, connect) {
   const token = target.token;
   if (!token) {
     // A reload after the swap: this tab's console path (its cookie is sent only there).
-    connect(win.sessionStorage.getItem(CONSOLE_PATH_KEY) ?? target.wsPath);
+    let grants = {};
+    try {
+      grants = JSON.parse(win.sessionStorage.getItem(CONSOLE_GRANTS_KEY) ?? '{}');
+    } catch {
+      // not ours: no note
+    }
+    connect(win.sessionStorage.getItem(CONSOLE_PATH_KEY) ?? target.wsPath, undefined, undefined, grants);
     return;
   }
   win.history.replaceState(null, '', target.pageUrl);
@@ -142,9 +159,10 @@ export async function startConsole(win, query, ui, connect) {
     ui.failed(swapped.error.wsCloseCode, `${swapped.error.code}: ${swapped.error.message}`);
   } else if (swapped) {
     win.sessionStorage.setItem(CONSOLE_PATH_KEY, swapped.path);
+    win.sessionStorage.setItem(CONSOLE_GRANTS_KEY, JSON.stringify(swapped.grants));
     // The token is kept for one case: a browser that does not send the cookie (third-party cookies
     // blocked in a dashboard's cross-site iframe) gets 4001, and then the token goes in the URL.
-    connect(swapped.path, undefined, token);
+    connect(swapped.path, undefined, token, swapped.grants);
   } else {
     connect(target.wsPath, token); // no exchange endpoint (an old proxy in between)
   }

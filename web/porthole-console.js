@@ -2,13 +2,13 @@
 // The page opens the WebSocket itself and hands it to RFB, so it can read the close code and
 // reason and tell the person *why* a console closed instead of a bare "code 1006".
 import RFB from './novnc/core/rfb.js';
-import { startConsole, statusBar, websocketUrl } from './console-common.js';
+import { grantsNote, startConsole, statusBar, websocketUrl } from './console-common.js';
 
 const params = new URLSearchParams(window.location.search);
 const { setStatus, showReason, failed } = statusBar(document);
 const cadButton = document.getElementById('sendCtrlAltDelButton');
 
-function connect(path, token, fallbackToken) {
+function connect(path, token, fallbackToken, grants = {}) {
   const loc = window.location;
   const url = websocketUrl(loc, path, token);
   setStatus('Connecting…');
@@ -26,14 +26,15 @@ function connect(path, token, fallbackToken) {
   const options = { shared: true };
   if (params.has('password')) options.credentials = { password: params.get('password') };
   const rfb = new RFB(document.getElementById('screen'), socket, options);
-  rfb.viewOnly = params.get('view_only') === 'true';
+  // A view-only token is enforced by the proxy (input never reaches the VM); the page says so and stops sending it.
+  rfb.viewOnly = grants.viewOnly === true || params.get('view_only') === 'true';
   rfb.scaleViewport = params.get('scale') === 'true' || params.get('resize') === 'scale';
   let desktopName = '';
 
   rfb.addEventListener('desktopname', (e) => { desktopName = e.detail.name; });
   rfb.addEventListener('connect', () => {
-    setStatus(`Connected (${url.startsWith('wss:') ? 'encrypted' : 'unencrypted'}) to ${desktopName || 'the console'}`, 'connected');
-    cadButton.hidden = false;
+    setStatus(`Connected (${url.startsWith('wss:') ? 'encrypted' : 'unencrypted'}) to ${desktopName || 'the console'}${grantsNote(grants)}`, 'connected');
+    cadButton.hidden = grants.viewOnly === true;
   });
   rfb.addEventListener('credentialsrequired', () => {
     const password = window.prompt('Password required:');
@@ -48,7 +49,7 @@ function connect(path, token, fallbackToken) {
     const reason = closeEvent?.reason ?? '';
     if (code === 4001 && fallbackToken) {
       console.warn('Porthole: the console cookie was not sent (blocked third-party cookies?); using the token in the WebSocket URL');
-      connect(path, fallbackToken);
+      connect(path, fallbackToken, undefined, grants);
       return;
     }
     if (e.detail.clean && code === 1000) {

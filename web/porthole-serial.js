@@ -5,7 +5,7 @@
 // terminal fits the browser window, the guest learns its size only from `stty rows R cols C`.
 import { Terminal } from './xterm/lib/xterm.mjs';
 import { FitAddon } from './xterm-addon-fit/lib/addon-fit.mjs';
-import { startConsole, statusBar, websocketUrl } from './console-common.js';
+import { grantsNote, startConsole, statusBar, websocketUrl } from './console-common.js';
 
 const params = new URLSearchParams(window.location.search);
 const { setStatus, showReason, failed } = statusBar(document);
@@ -29,7 +29,9 @@ term.onBinary((data) => {
   if (socket?.readyState === WebSocket.OPEN) socket.send(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff));
 });
 
-function connect(path, token, fallbackToken) {
+function connect(path, token, fallbackToken, grants = {}) {
+  // View only: the proxy drops what is typed; the terminal takes no input either.
+  term.options.disableStdin = grants.viewOnly === true;
   const url = websocketUrl(window.location, path, token);
   setStatus('Connecting…');
   try {
@@ -41,7 +43,7 @@ function connect(path, token, fallbackToken) {
   }
   socket.binaryType = 'arraybuffer';
   socket.addEventListener('open', () => {
-    setStatus(`Connected (${url.startsWith('wss:') ? 'encrypted' : 'unencrypted'}) to the serial console`, 'connected');
+    setStatus(`Connected (${url.startsWith('wss:') ? 'encrypted' : 'unencrypted'}) to the serial console${grantsNote(grants)}`, 'connected');
     term.focus();
   });
   socket.addEventListener('message', (e) => {
@@ -50,7 +52,7 @@ function connect(path, token, fallbackToken) {
   socket.addEventListener('close', (e) => {
     if (e.code === 4001 && fallbackToken) {
       console.warn('Porthole: the console cookie was not sent (blocked third-party cookies?); using the token in the WebSocket URL');
-      connect(path, fallbackToken);
+      connect(path, fallbackToken, undefined, grants);
       return;
     }
     if (e.wasClean && e.code === 1000) {

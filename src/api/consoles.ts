@@ -12,6 +12,10 @@ export interface ConsoleRequest {
   readonly type: ConsoleType;
   /** Recorded with the token: the API key's name, and the user/project the caller named. */
   readonly who?: ConsoleRequester | undefined;
+  /** No input from the viewer reaches the VM (enforced by the proxy). */
+  readonly viewOnly?: boolean | undefined;
+  /** Record the session (also when `[console] record` records all). */
+  readonly record?: boolean | undefined;
 }
 
 export interface MintedConsole {
@@ -27,6 +31,9 @@ export interface MintedConsole {
   readonly instance_uuid?: string | undefined;
   readonly protocol: ConsoleProtocol;
   readonly type: ConsoleType;
+  readonly view_only: boolean;
+  /** Whether the session will be recorded (asked for, or `[console] record`). */
+  readonly record: boolean;
 }
 
 export interface ConsoleServiceOptions {
@@ -44,6 +51,8 @@ export interface ConsoleServiceOptions {
   readonly vncEnabled: boolean;
   /** `[porthole] token_source = nova`: Nova mints and revokes; this API refuses to. */
   readonly novaMode?: boolean;
+  /** `[console] record`: every session is recorded (SPICE consoles are then refused: they cannot be). */
+  readonly recordAll?: boolean | undefined;
   /** Revocation fast path: close this node's open consoles of these instance names/UUIDs. */
   readonly onRevoked?: (instanceKeys: readonly string[]) => void;
 }
@@ -99,6 +108,12 @@ export class ConsoleService {
     if (request.protocol === 'spice' && this.#o.spiceBaseUrl === undefined) {
       throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', 'SPICE consoles are disabled on this gateway ([spice] enabled = false)');
     }
+    const record = request.record === true || this.#o.recordAll === true;
+    if (request.protocol === 'spice' && (request.viewOnly === true || record)) {
+      throw new PortholeError('PH_ERR_CONSOLE_TYPE_UNSUPPORTED', request.viewOnly === true
+        ? 'view-only consoles are VNC or serial; SPICE input cannot be filtered by the proxy yet'
+        : `SPICE consoles cannot be recorded (VNC and serial can)${this.#o.recordAll === true ? '; [console] record = true records every console, so SPICE consoles are refused' : ''}`);
+    }
     const target = await this.#o.driver.resolve(request.instance, request.protocol);
     if (!target) throw new PortholeError('PH_ERR_INSTANCE_NOT_FOUND', `no instance named ${JSON.stringify(request.instance)}`);
     const issued = await this.#o.store.authorize({
@@ -110,6 +125,8 @@ export class ConsoleService {
       port: target.port,
       accessUrlBase: this.#baseUrlFor(target.protocol),
       ...(request.who === undefined ? {} : { who: request.who }),
+      ...(request.viewOnly === true ? { viewOnly: true } : {}),
+      ...(request.record === true ? { record: true } : {}),
     }, this.#o.tokenTtlMs);
     const common = {
       token: issued.token,
@@ -118,6 +135,8 @@ export class ConsoleService {
       instance_uuid: target.instanceUuid,
       protocol: target.protocol,
       type: request.type,
+      view_only: request.viewOnly === true,
+      record,
     };
     if (request.type === 'native') {
       // The CONNECT endpoint is on the SPICE listener; remote-viewer speaks HTTP CONNECT in clear.

@@ -65,6 +65,10 @@ const consoleBody = {
     user: { type: 'string', minLength: 1, maxLength: 255 },
     project: { type: 'string', minLength: 1, maxLength: 255 },
     protocol: { type: 'string', enum: ['vnc', 'serial', 'spice'], default: 'vnc' },
+    // Enforced by the proxy: no keyboard, pointer or clipboard reaches the VM (VNC and serial).
+    view_only: { type: 'boolean' },
+    // Record this console's session ([console] record_dir; VNC and serial).
+    record: { type: 'boolean' },
     // Default by protocol: novnc for vnc, serial for serial, spice-html5 for spice.
     type: { type: 'string', enum: ['novnc', 'vnc', 'serial', 'spice-html5', 'native'] },
   },
@@ -181,16 +185,18 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
 
   const audited = (minted: MintedConsole, who: ConsoleRequester, remote: string) => options.audit?.record({
     event: 'console.minted', instance: minted.instance, instance_uuid: minted.instance_uuid, protocol: minted.protocol, console_type: minted.type,
-    remote, who, token_id: tokenLogId(minted.token), expires_at: minted.expires_at,
+    remote, who, token_id: tokenLogId(minted.token), expires_at: minted.expires_at, view_only: minted.view_only || undefined,
   });
 
-  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType; user?: string; project?: string } }>(
+  app.post<{ Body: { instance: string; protocol: ConsoleProtocol; type?: ConsoleType; user?: string; project?: string; view_only?: boolean; record?: boolean } }>(
     '/v1/consoles', { schema: { body: consoleBody } },
     async (req, reply) => {
       const { instance, protocol, type } = req.body;
       const who = whoOf(req, req.body);
       const byProtocol: Record<ConsoleProtocol, ConsoleType> = { vnc: 'novnc', serial: 'serial', spice: 'spice-html5' };
-      const minted = await options.consoles.mint({ instance, protocol, type: type ?? byProtocol[protocol], who });
+      const minted = await options.consoles.mint({
+        instance, protocol, type: type ?? byProtocol[protocol], who, viewOnly: req.body.view_only === true, record: req.body.record === true,
+      });
       audited(minted, who, req.ip);
       // remote-viewer's own format when asked for it (`curl -H 'Accept: application/x-virt-viewer' … > c.vv`).
       if (minted.vv !== undefined && (req.headers.accept ?? '').includes('application/x-virt-viewer')) {

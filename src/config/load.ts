@@ -204,6 +204,8 @@ export function buildConfig(values: ReadonlyMap<string, unknown>, env: ResolveEn
   }
   const cache = out.cache as Record<string, unknown>;
   if (cache.sqlite_path === '') cache.sqlite_path = join(defaults.state_path as string, 'tokens.sqlite');
+  const consoleGroup = out.console as Record<string, unknown>;
+  if (consoleGroup.record_dir === '') consoleGroup.record_dir = join(defaults.state_path as string, 'recordings');
   const porthole = out.porthole as Record<string, unknown>;
   if (porthole.node_name === '') porthole.node_name = env.hostname ?? 'localhost';
   return deepFreeze(out as unknown as Config);

@@ -77,6 +77,17 @@ export function parseWsUrl(raw: string): string {
   return url.toString();
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A size in bytes: 1048576, 512K, 1M, 10G (powers of 1024; an optional trailing B or iB). */
+export function parseSize(raw: string): number {
+  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(raw.trim());
+  if (m === null) throw new Error(`expected a size such as 1048576, 512K, 1M or 10G, got ${JSON.stringify(raw)}`);
+  const n = Number(m[1]) * (SIZE_UNITS[(m[2] as string).toLowerCase()] as number);
+  if (!Number.isSafeInteger(n)) throw new Error(`size ${JSON.stringify(raw)} is too large`);
+  return n;
+}
+
 /** `[audit] syslog_address`: an absolute Unix socket path, or host:port. */
 export function parseSyslogAddress(raw: string): string {
   const v = raw.trim();
@@ -284,6 +295,15 @@ export const SCHEMA = {
       'Seconds between re-checks of every open console\'s token in the store, so a revoke on another node closes it (4004); 0: only the node that got the revoke closes its consoles.'),
     shutdown_grace_period: option(intIn(0, 86400), 10,
       'On SIGTERM, seconds open consoles may keep running before they are closed with 1001.'),
+    max_bandwidth: option(parseSize, 0,
+      'Bytes per second each way per console connection (512K, 1M…; 0: no cap). Shaped by pausing reads, never by dropping or buffering. VNC and SPICE (per channel); serial consoles are not capped.'),
+    record: option(parseBool, false, 'Record every VNC and serial console (else only those minted with "record": true). Recordings hold what was on screen: see docs/recording.md.'),
+    record_dir: option(parseString, '', 'Directory of session recordings (created 0700; files 0600).', '<state_path>/recordings'),
+    record_input: option(parseBool, false,
+      'Also record what the viewer sent: VNC client messages (keystrokes, pointer, clipboard) and serial keystrokes (asciicast "i" events). Off: output only (passwords typed are then not in the file, unless the screen echoes them).'),
+    record_max_file_size: option(parseSize, 512 * 1024 * 1024, 'Largest recording file (100M, 2G…); a console whose recording reaches it is closed (PH_ERR_RECORDING_LIMIT).'),
+    record_max_total_size: option(parseSize, 10 * 1024 * 1024 * 1024,
+      'Most bytes all recordings may take; when reached, consoles that must be recorded are refused (PH_ERR_RECORDING_UNAVAILABLE) until old recordings are removed.'),
   },
   cache: {
     backend: option(parseBackend, 'sqlite',

@@ -26,6 +26,8 @@ export interface ConsoleLink {
   /** SPICE: the server's TLS port, from the driver at connect time (channels QEMU secures are only there). */
   readonly tlsPort?: number | undefined;
   readonly logger: Logger;
+  /** This session's recording, when it is recorded: the handler shows it every byte between client and server, handshakes included. */
+  readonly recorder?: SessionRecorder | undefined;
   /**
    * The client's messages that arrived before the console was ready, in order; the session stops
    * keeping them. From then on the handler reads the WebSocket itself.
@@ -37,6 +39,12 @@ export interface ConsoleLink {
   relaying(): void;
   /** End the session with this reason (idempotent; the client sees the error's close code). */
   fail(err: PortholeError): void;
+}
+
+/** Where a recorded session's bytes go (one file per session). Calls are synchronous; chunks are valid only during the call. */
+export interface SessionRecorder {
+  toClient(chunk: Buffer): void;
+  toServer(chunk: Buffer): void;
 }
 
 /** A handler's side of one session. */

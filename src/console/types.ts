@@ -24,6 +24,10 @@ export interface ConnectInfo {
   readonly nova?: NovaInstanceRef | undefined;
   /** Who asked for the console: the API key's name and what the caller said (a dashboard passes its end user). Never a secret. */
   readonly who?: ConsoleRequester | undefined;
+  /** View-only console: the proxy passes no input from the viewer (VNC: no key, pointer or clipboard; serial: nothing typed). */
+  readonly viewOnly?: boolean | undefined;
+  /** Record this console's session (`"record": true` at mint; `[console] record` records all). */
+  readonly record?: boolean | undefined;
 }
 
 export interface ConsoleRequester {

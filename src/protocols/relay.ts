@@ -29,6 +29,12 @@ export const READ_BUFFER_BYTES = 64 * 1024;
 
 const SEND_BINARY = Object.freeze({ binary: true, compress: false, fin: true });
 
+/** Sees every byte relayed, in order (session recording). Called synchronously; `chunk` is only valid during the call. */
+export interface RelayTap {
+  toClient(chunk: Buffer): void;
+  toServer(chunk: Buffer): void;
+}
+
 export interface RelayOptions {
   readonly ws: WebSocket;
   readonly wsHighWaterBytes?: number;
@@ -36,6 +42,45 @@ export interface RelayOptions {
   readonly acceptText?: boolean;
   /** A text frame arrived and text is not accepted (RFB is binary only). */
   readonly onProtocolError: () => void;
+  /**
+   * Browser → server bytes pass through this first (view-only consoles): what to forward, or the
+   * error to close the console with (`onFilterError`).
+   */
+  readonly clientFilter?: ((chunk: Buffer) => Buffer[] | Error) | undefined;
+  readonly onFilterError?: ((err: Error) => void) | undefined;
+  readonly tap?: RelayTap | undefined;
+  /** `[console] max_bandwidth`: bytes per second each way; 0 or absent: no cap. */
+  readonly maxBytesPerSecond?: number | undefined;
+}
+
+/**
+ * A token bucket that shapes by pausing reads: `take(n)` spends n bytes and says how long the
+ * reader must pause (0: no pause). Debt is allowed (a chunk is never split or dropped), so the
+ * long-run rate is the cap and nothing is buffered beyond one read. Pure except for the clock.
+ */
+export class ByteRate {
+  readonly #rate: number;
+  readonly #burst: number;
+  #allowance: number;
+  #stamp: number;
+  readonly #now: () => number;
+
+  constructor(bytesPerSecond: number, now: () => number = () => performance.now()) {
+    this.#rate = bytesPerSecond;
+    this.#burst = Math.max(bytesPerSecond / 10, 1); // 100 ms worth: smooth, and a burst of keystrokes passes at once
+    this.#allowance = this.#burst;
+    this.#now = now;
+    this.#stamp = now();
+  }
+
+  /** Spend `bytes`; the milliseconds to wait before reading again. */
+  take(bytes: number): number {
+    const now = this.#now();
+    this.#allowance = Math.min(this.#burst, this.#allowance + ((now - this.#stamp) * this.#rate) / 1000);
+    this.#stamp = now;
+    this.#allowance -= bytes;
+    return this.#allowance >= 0 ? 0 : Math.ceil((-this.#allowance * 1000) / this.#rate);
+  }
 }
 
 export class Relay {
@@ -50,6 +95,16 @@ export class Relay {
   #tcpPausedByUs = false;
   #running = false;
   #intercept: ((chunk: Buffer) => void) | undefined;
+  readonly #clientFilter: RelayOptions['clientFilter'];
+  readonly #onFilterError: (err: Error) => void;
+  readonly #tap: RelayTap | undefined;
+  readonly #downRate: ByteRate | undefined;
+  readonly #upRate: ByteRate | undefined;
+  /** Reading from the server paused by the bandwidth cap (its timer resumes it). */
+  #downTimer: NodeJS.Timeout | undefined;
+  #upTimer: NodeJS.Timeout | undefined;
+  /** Reading from the browser paused because the server's TCP buffer is full (until 'drain'). */
+  #wsPausedForDrain = false;
 
   /** Pass to net.connect({ onread }) when creating the VNC-side socket. */
   readonly onread: OnReadOpts;
@@ -59,6 +114,12 @@ export class Relay {
     this.#highWater = options.wsHighWaterBytes ?? DEFAULT_WS_HIGH_WATER_BYTES;
     this.#onProtocolError = options.onProtocolError;
     this.#acceptText = options.acceptText === true;
+    this.#clientFilter = options.clientFilter;
+    this.#onFilterError = options.onFilterError ?? (() => this.#onProtocolError());
+    this.#tap = options.tap;
+    const cap = options.maxBytesPerSecond ?? 0;
+    this.#downRate = cap > 0 ? new ByteRate(cap) : undefined;
+    this.#upRate = cap > 0 ? new ByteRate(cap) : undefined;
     this.onread = { buffer: this.#nextReadBuffer, callback: this.#onServerRead };
   }
 
@@ -95,6 +156,8 @@ export class Relay {
 
   stop(): void {
     this.#running = false;
+    clearTimeout(this.#downTimer);
+    clearTimeout(this.#upTimer);
     this.#ws.off('message', this.#onClientMessage);
     this.#tcp?.off('drain', this.#onServerDrain);
     this.#tcp?.off('data', this.#onServerData);
@@ -109,13 +172,61 @@ export class Relay {
       return;
     }
     const chunk = data as Buffer; // binaryType 'nodebuffer': always one Buffer
+    if (this.#clientFilter !== undefined || this.#tap !== undefined || this.#upRate !== undefined) {
+      this.#toServerSlow(chunk);
+      return;
+    }
     this.bytesToServer += chunk.length;
-    if (!(this.#tcp as Socket).write(chunk)) this.#ws.pause();
+    if (!(this.#tcp as Socket).write(chunk)) {
+      this.#wsPausedForDrain = true;
+      this.#ws.pause();
+    }
   };
 
+  /** Browser → server with a view-only filter, a recording tap or a bandwidth cap: off the plain path. */
+  #toServerSlow(chunk: Buffer): void {
+    const parts = this.#clientFilter === undefined ? [chunk] : this.#clientFilter(chunk);
+    if (parts instanceof Error) {
+      this.#onFilterError(parts);
+      return;
+    }
+    let full = false;
+    for (const part of parts) {
+      this.bytesToServer += part.length;
+      this.#tap?.toServer(part);
+      if (!(this.#tcp as Socket).write(part)) full = true;
+    }
+    if (full) {
+      this.#wsPausedForDrain = true;
+      this.#ws.pause();
+    }
+    const wait = this.#upRate?.take(chunk.length) ?? 0;
+    if (wait > 0 && this.#upTimer === undefined) {
+      this.#ws.pause();
+      this.#upTimer = setTimeout(() => {
+        this.#upTimer = undefined;
+        if (this.#running && !this.#wsPausedForDrain) this.#ws.resume();
+      }, wait);
+    }
+  }
+
   readonly #onServerDrain = (): void => {
-    this.#ws.resume();
+    this.#wsPausedForDrain = false;
+    if (this.#upTimer === undefined) this.#ws.resume();
   };
+
+  /** Server → browser bookkeeping off the plain path: the tap, and the cap's pause. True: keep reading. */
+  #serverBytesSlow(chunk: Buffer): boolean {
+    this.#tap?.toClient(chunk);
+    const wait = this.#downRate?.take(chunk.length) ?? 0;
+    if (wait === 0) return true;
+    clearTimeout(this.#downTimer);
+    this.#downTimer = setTimeout(() => {
+      this.#downTimer = undefined;
+      if (this.#running && !this.#tcpPausedByUs) this.#tcp?.resume();
+    }, wait);
+    return false;
+  }
 
   /**
    * VNC server → browser, called by Node for every read into the session's buffer. Returning
@@ -131,6 +242,7 @@ export class Relay {
     if (!this.#running) return false;
     this.bytesToClient += bytes;
     const chunk = (buffer as Buffer).subarray(0, bytes);
+    const keepReading = this.#tap === undefined && this.#downRate === undefined ? true : this.#serverBytesSlow(chunk);
     const pause = this.#ws.bufferedAmount + bytes > this.#highWater;
     if (pause) {
       this.#tcpPausedByUs = true;
@@ -141,13 +253,14 @@ export class Relay {
     // ws queued the chunk instead of handing it to the kernel: it still points into our buffer,
     // so the next read must go to a fresh one.
     if (this.#ws.bufferedAmount > 0) this.#readBuffer = undefined;
-    return !pause;
+    return !pause && keepReading;
   };
 
   /** VNC server → browser for a 'data'-emitting socket: same backpressure as the onread path. */
   readonly #onServerData = (chunk: Buffer): void => {
     if (!this.#running) return;
     this.bytesToClient += chunk.length;
+    if ((this.#tap !== undefined || this.#downRate !== undefined) && !this.#serverBytesSlow(chunk)) this.#tcp?.pause();
     if (this.#ws.bufferedAmount + chunk.length > this.#highWater) {
       this.#tcpPausedByUs = true;
       this.#ws.send(chunk, SEND_BINARY, this.#onClientFlushed);
@@ -161,7 +274,7 @@ export class Relay {
     // Streams call back with null (not undefined) on success.
     if (!err && this.#tcpPausedByUs && this.#running) {
       this.#tcpPausedByUs = false;
-      this.#tcp?.resume();
+      if (this.#downTimer === undefined) this.#tcp?.resume();
     }
   };
 }

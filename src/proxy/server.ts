@@ -26,6 +26,7 @@ import { checkUpgradeRequest, extractToken, readSmallBody, splitTarget } from '.
 import { refuseUpgrade } from './refusal.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { ConsoleEvents } from '../console/events.js';
+import type { Recordings } from '../recording/recorder.js';
 import type { ProtocolHandler } from '../console/handler.js';
 import { TUNNEL_CLIENT_HEADER, type ConsoleProtocol, type ConsoleType } from '../console/types.js';
 import { ConsoleSession, type SessionAuth } from './session.js';
@@ -68,6 +69,9 @@ export interface ConsoleProxyOptions {
   readonly maxPayloadBytes: number;
   /** Metrics (and later audit) of this gateway. */
   readonly events?: ConsoleEvents | undefined;
+  /** Session recordings (`[console] record`, `"record": true` tokens). */
+  readonly recordings?: Recordings | undefined;
+  readonly recordAll?: boolean | undefined;
   /** Serve TLS (https/wss) with these credentials. */
   readonly tls?: ProxyTlsOptions;
   /** From `[console]` / `[consoleauth]`; defaults live in the config schema only. */
@@ -355,7 +359,9 @@ export class ConsoleProxy {
     const path = newConsolePath(pageDirectory);
     const secure = this.#options.tls !== undefined || listener.defaultScheme === 'https:';
     const maxAgeSeconds = Number.isFinite(lookup.expiresAt) ? (lookup.expiresAt - Date.now()) / 1000 : 600;
-    reply(200, { path }, { 'Set-Cookie': setCookieHeader({ token: token as string, path, maxAgeSeconds, secure }) });
+    // The page shows these (and a view-only page stops sending input; the proxy drops it anyway).
+    const grants = { viewOnly: lookup.connectInfo.viewOnly === true, recorded: lookup.connectInfo.record === true || this.#options.recordAll === true };
+    reply(200, { path, ...grants }, { 'Set-Cookie': setCookieHeader({ token: token as string, path, maxAgeSeconds, secure }) });
   }
 
   #onRequestError(res: ServerResponse, err: unknown): void {
@@ -520,6 +526,8 @@ export class ConsoleProxy {
       },
       handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
       events: this.#options.events,
+      recordings: this.#options.recordings,
+      recordAll: this.#options.recordAll,
     });
     this.#sessions.add(session);
     session.begin(accepted);

@@ -12,6 +12,7 @@ import type { ConsoleAttachment, ConsoleLink, ProtocolHandler } from '../console
 import type { ConnectInfo, ConsoleProtocol } from '../console/types.js';
 import { closeReasonFor, PortholeError } from '../errors.js';
 import type { RegisteredSession, SessionInfo } from '../sessions/registry.js';
+import type { Recordings, SessionRecording } from '../recording/recorder.js';
 
 export type SessionState = 'authenticating' | 'connecting' | 'negotiating' | 'relaying' | 'closing' | 'closed';
 
@@ -46,8 +47,12 @@ export interface ConsoleSessionOptions {
   /** Limit for the protocol's own handshake once connected. */
   readonly handshakeTimeoutMs: number;
   readonly onClosed: (session: ConsoleSession) => void;
-  /** Metrics (and later audit) of this gateway. */
+  /** Metrics and audit of this gateway. */
   readonly events?: ConsoleEvents | undefined;
+  /** Where recorded sessions are written (`"record": true` tokens, or all with `recordAll`). */
+  readonly recordings?: Recordings | undefined;
+  /** `[console] record`: record every session. */
+  readonly recordAll?: boolean | undefined;
 }
 
 /** What the upgrade handler learned about the token before accepting the upgrade. */
@@ -85,6 +90,8 @@ export class ConsoleSession implements RegisteredSession {
   #lastActivityAt = Date.now();
   #early: Buffer[] = [];
   #earlyBytes = 0;
+  #viewOnly = false;
+  #recording: SessionRecording | undefined;
 
   constructor(options: ConsoleSessionOptions) {
     this.id = options.id;
@@ -118,12 +125,17 @@ export class ConsoleSession implements RegisteredSession {
       started: new Date(this.startedAt).toISOString(), bytesToClient: this.#attachment?.bytesToClient ?? 0,
       bytesToServer: this.#attachment?.bytesToServer ?? 0, state: this.#state,
       ...(this.#who === undefined ? {} : { who: this.#who }),
+      ...(this.#viewOnly ? { viewOnly: true } : {}),
+      ...(this.#recording === undefined ? {} : { recording: this.#recording.name }),
     };
   }
 
   /** What this session's events say of it. */
   #identity(): SessionIdentity {
-    return { id: this.id, instance: this.#instance, instanceUuid: this.#instanceUuid, protocol: this.#protocol, remote: this.#options.remote, who: this.#who };
+    return {
+      id: this.id, instance: this.#instance, instanceUuid: this.#instanceUuid, protocol: this.#protocol, remote: this.#options.remote, who: this.#who,
+      viewOnly: this.#viewOnly || undefined, recording: this.#recording?.name,
+    };
   }
 
   /** Is this a console of an instance named (or with the UUID) in `keys`? */
@@ -158,7 +170,19 @@ export class ConsoleSession implements RegisteredSession {
     this.#protocol = info.protocol;
     this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#who = info.who;
-    this.#logger = this.#logger.child({ instance: info.instance, ...(info.who === undefined ? {} : { who: info.who }) });
+    this.#viewOnly = info.viewOnly === true;
+    this.#logger = this.#logger.child({ instance: info.instance, ...(info.who === undefined ? {} : { who: info.who }), ...(this.#viewOnly ? { viewOnly: true } : {}) });
+    const recordings = this.#options.recordings;
+    if (info.record === true || this.#options.recordAll === true) {
+      try {
+        if (recordings === undefined) throw new PortholeError('PH_ERR_RECORDING_UNAVAILABLE', 'this proxy does not record consoles');
+        this.#recording = recordings.open({ id: this.id, instance: info.instance, protocol: info.protocol, startedAt: this.startedAt }, (err) => this.fail(err));
+        this.#logger = this.#logger.child({ recording: this.#recording.name });
+      } catch (err) {
+        this.fail(err instanceof PortholeError ? err : new PortholeError('PH_ERR_RECORDING_UNAVAILABLE', (err as Error).message, { cause: err }));
+        return;
+      }
+    }
     this.#transition('connecting');
     this.#ws.on('message', this.#onEarlyMessage);
     const what = `${this.#options.handler.serverName} ${info.host}:${info.port}`;
@@ -172,6 +196,7 @@ export class ConsoleSession implements RegisteredSession {
       password: auth.password,
       tlsPort: auth.tlsPort,
       logger: this.#logger,
+      recorder: this.#recording,
       takeEarly: () => this.#takeEarly(),
       negotiating: (timeoutError) => {
         clearTimeout(this.#timer);
@@ -284,6 +309,7 @@ export class ConsoleSession implements RegisteredSession {
   #releaseServer(): void {
     clearTimeout(this.#timer);
     this.#attachment?.release();
+    this.#recording?.close();
   }
 
   /**

@@ -21,6 +21,10 @@ export interface SessionInfo {
   readonly channels?: number;
   /** Who minted it: the API key's name, the user and project the caller named (Nova mode: the instance's project). */
   readonly who?: ConsoleRequester | undefined;
+  /** A view-only console (no input passed). */
+  readonly viewOnly?: boolean;
+  /** The session's recording file (in `[console] record_dir`), when recorded. */
+  readonly recording?: string;
 }
 
 export interface RegisteredSession {

@@ -138,7 +138,7 @@ export class SqlTokenStore implements TokenStore {
         (token_hash, instance, instance_uuid, protocol, console_type, host, port, access_url_base, who, expires, revoked_at, created_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
       [hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol, connectInfo.consoleType,
-        connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo.who), expiresAt, now]);
+        connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo), expiresAt, now]);
     } catch (err) {
       throw this.#fail('authorize', err);
     }

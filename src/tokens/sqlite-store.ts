@@ -125,7 +125,7 @@ export class SqliteTokenStore implements TokenStore {
     const expiresAt = now + ttlMs;
     try {
       this.#insert.run(hashToken(token), connectInfo.instance, connectInfo.instanceUuid ?? null, connectInfo.protocol,
-        connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo.who), expiresAt, now);
+        connectInfo.consoleType, connectInfo.host, connectInfo.port, connectInfo.accessUrlBase, whoColumn(connectInfo), expiresAt, now);
     } catch (err) {
       throw storeError('authorize', err, this.path);
     }

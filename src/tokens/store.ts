@@ -12,7 +12,7 @@ export function normaliseConnectInfo(o: ConnectInfo): ConnectInfo {
   return {
     instance: o.instance, instanceUuid: o.instanceUuid, protocol: o.protocol, consoleType: o.consoleType,
     host: o.host, port: o.port, accessUrlBase: o.accessUrlBase,
-    ...(o.who === undefined ? {} : whoOf(whoColumn(o.who))),
+    ...whoOf(whoColumn(o)),
   };
 }
 
@@ -130,19 +130,32 @@ export async function sharedStoreHealth(store: { backend: string; identity: stri
   }
 }
 
-/** `who` as the SQL stores keep it: a small JSON text, NULL when nobody was recorded. Pure. */
-export function whoColumn(who: ConnectInfo['who']): string | null {
-  if (who === undefined || (who.key === undefined && who.user === undefined && who.project === undefined)) return null;
-  return JSON.stringify(who);
+/**
+ * The SQL stores' `who` column: a small JSON text of what a mint recorded besides the target —
+ * who (key, user, project) and the console's grants (`view_only`, `record`) — NULL when nothing.
+ * One column for both, so a grant added later needs no schema change. Pure.
+ */
+export function whoColumn(info: Pick<ConnectInfo, 'who' | 'viewOnly' | 'record'>): string | null {
+  const w = info.who;
+  const o = {
+    ...(w?.key === undefined ? {} : { key: w.key }), ...(w?.user === undefined ? {} : { user: w.user }), ...(w?.project === undefined ? {} : { project: w.project }),
+    ...(info.viewOnly === true ? { view_only: true } : {}), ...(info.record === true ? { record: true } : {}),
+  };
+  return Object.keys(o).length === 0 ? null : JSON.stringify(o);
 }
 
 /** The `who` column back; a value that is not ours is ignored rather than failing the console. Pure. */
-export function whoOf(column: string | null): { who?: NonNullable<ConnectInfo['who']> } {
+export function whoOf(column: string | null): Pick<ConnectInfo, 'who' | 'viewOnly' | 'record'> {
   if (column === null) return {};
   try {
     const parsed = JSON.parse(column) as Record<string, unknown>;
     const pick = (k: string) => (typeof parsed[k] === 'string' ? { [k]: parsed[k] as string } : {});
-    return { who: { ...pick('key'), ...pick('user'), ...pick('project') } };
+    const who = { ...pick('key'), ...pick('user'), ...pick('project') };
+    return {
+      ...(Object.keys(who).length === 0 ? {} : { who }),
+      ...(parsed.view_only === true ? { viewOnly: true } : {}),
+      ...(parsed.record === true ? { record: true } : {}),
+    };
   } catch {
     return {};
   }

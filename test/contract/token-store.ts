@@ -69,6 +69,21 @@ export function tokenStoreContract(backend: string, open: (clock: ManualClock) =
     assert.deepEqual(kept.status === 'valid' && kept.connectInfo.who, { key: 'cli' });
   });
 
+  withStore('the grants view_only and record come back with the connect info (alone or with who), and survive a restart', async ({ store, reopen }) => {
+    const both = await store.authorize({ ...info('vm-grants'), viewOnly: true, record: true }, 60_000);
+    const withWho = await store.authorize({ ...info('vm-grants'), viewOnly: true, who: { user: 'u' } }, 60_000);
+    const plain = await store.authorize(info('vm-grants'), 60_000);
+    const again = reopen ? await reopen() : store;
+    const grants = async (token: string) => {
+      const r = await again.validate(token);
+      assert.equal(r.status, 'valid');
+      return r.status === 'valid' ? { viewOnly: r.connectInfo.viewOnly, record: r.connectInfo.record, who: r.connectInfo.who } : undefined;
+    };
+    assert.deepEqual(await grants(both.token), { viewOnly: true, record: true, who: undefined });
+    assert.deepEqual(await grants(withWho.token), { viewOnly: true, record: undefined, who: { user: 'u' } });
+    assert.deepEqual(await grants(plain.token), { viewOnly: undefined, record: undefined, who: undefined });
+  });
+
   withStore('unknown and malformed tokens are "unknown", never an error', async ({ store }) => {
     await store.authorize(info('vm-a'), 60_000);
     assert.equal((await store.validate('A'.repeat(32))).status, 'unknown');

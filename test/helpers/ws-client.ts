@@ -124,3 +124,45 @@ export async function handshakeToServerInit(url: string, origin: string): Promis
     ws.terminate();
   }
 }
+
+export interface RfbViewer {
+  readonly ws: WebSocket;
+  readonly width: number;
+  readonly height: number;
+  /** Everything the server sent after ServerInit. */
+  received(): Buffer;
+  readonly closed: Promise<{ code: number; reason: string }>;
+}
+
+/** A browser-side RFB 3.8 client through the proxy (choosing None), past ServerInit, that keeps the connection for more messages. */
+export async function openRfbViewer(url: string, origin: string, shared = 1): Promise<RfbViewer> {
+  const ws = new WebSocket(url, ['binary'], { origin });
+  let buf = Buffer.alloc(0);
+  let wake: (() => void) | undefined;
+  let closedWith: { code: number; reason: string } | undefined;
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.on('close', (code: number, reason: Buffer) => { closedWith = { code, reason: reason.toString() }; resolve(closedWith); wake?.(); });
+  });
+  ws.on('message', (data: Buffer) => { buf = Buffer.concat([buf, data]); wake?.(); });
+  ws.on('error', () => { /* close follows */ });
+  const next = async (n: number): Promise<Buffer> => {
+    while (buf.length < n) {
+      if (closedWith) throw new Error(`closed ${closedWith.code} ${closedWith.reason}`);
+      await new Promise<void>((r) => { wake = r; });
+    }
+    const out = buf.subarray(0, n);
+    buf = buf.subarray(n);
+    return out;
+  };
+  await once(ws, 'open');
+  await next(12);
+  ws.send(Buffer.from('RFB 003.008\n'));
+  const types = await next(2);
+  assert.deepEqual([...types], [1, 1], 'the proxy offers None');
+  ws.send(Buffer.from([1]));
+  assert.equal((await next(4)).readUInt32BE(0), 0);
+  ws.send(Buffer.from([shared]));
+  const init = await next(24);
+  await next(init.readUInt32BE(20));
+  return { ws, width: init.readUInt16BE(0), height: init.readUInt16BE(2), received: () => buf, closed };
+}

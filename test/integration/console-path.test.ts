@@ -63,7 +63,7 @@ describe('console path against real QEMU', () => {
   test('POST /v1/consoles mints a URL that opens the noVNC page', async () => {
     const res = await gw.mint('demo', { protocol: 'vnc', type: 'novnc' });
     assert.equal(res.status, 201);
-    assert.deepEqual(Object.keys(res.body).sort(), ['expires_at', 'instance', 'protocol', 'token', 'type', 'url'].sort());
+    assert.deepEqual(Object.keys(res.body).sort(), ['expires_at', 'instance', 'protocol', 'record', 'token', 'type', 'url', 'view_only'].sort());
     assert.equal(res.body.instance, 'demo');
     const url = new URL(res.body.url as string);
     assert.equal(url.searchParams.get('token'), res.body.token);

@@ -188,6 +188,7 @@ class SerialPort {
 
   #send(viewer: SerialViewer, chunk: Buffer): void {
     viewer.bytesToClient += chunk.length;
+    viewer.link.recorder?.toClient(chunk);
     if (viewer.ws.bufferedAmount + chunk.length <= this.#highWater) {
       viewer.ws.send(chunk, SEND_BINARY);
       return;
@@ -209,6 +210,8 @@ class SerialPort {
 class SerialViewer implements ConsoleAttachment {
   bytesToClient = 0;
   bytesToServer = 0;
+  /** View-only: keystrokes not passed. */
+  droppedBytes = 0;
   live = false;
   readonly link: ConsoleLink;
   readonly ws: WebSocket;
@@ -225,9 +228,14 @@ class SerialViewer implements ConsoleAttachment {
     this.ws.on('message', this.#onMessage);
   }
 
-  /** Binary and text frames alike: both carry the keystrokes' bytes. */
+  /** Binary and text frames alike: both carry the keystrokes' bytes. A view-only viewer's are dropped. */
   onMessage(data: Buffer): void {
+    if (this.link.info.viewOnly === true) {
+      this.droppedBytes += data.length;
+      return;
+    }
     this.bytesToServer += data.length;
+    this.link.recorder?.toServer(data);
     this.#port.write(data);
   }
 
@@ -240,6 +248,7 @@ class SerialViewer implements ConsoleAttachment {
   };
 
   release(): void {
+    if (this.live && this.droppedBytes > 0) this.link.logger.info({ droppedBytes: this.droppedBytes }, 'view-only serial console: keystrokes from the viewer were not passed');
     this.live = false;
     this.ws.off('message', this.#onMessage);
     this.#port.leave(this);

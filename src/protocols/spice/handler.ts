@@ -25,6 +25,8 @@ const MAX_HANDSHAKE_BYTES = 16 * 1024;
 export interface SpiceHandlerOptions {
   readonly connect: ConnectFn;
   readonly wsHighWaterBytes?: number | undefined;
+  /** `[console] max_bandwidth`, per channel connection; 0: none. */
+  readonly maxBytesPerSecond?: number | undefined;
   /** TLS towards SPICE servers' tlsPort (`[spice] ca_certs`), for the channels QEMU secures; absent: those are refused. */
   readonly tls?: (() => UpstreamTls | undefined) | undefined;
 }
@@ -74,6 +76,7 @@ class SpiceChannel implements ConsoleAttachment {
       ws: link.ws,
       ...(options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: options.wsHighWaterBytes }),
       onProtocolError: () => link.fail(new PortholeError('PH_ERR_PROTOCOL', 'the browser sent a text frame; SPICE channels take binary frames only')),
+      maxBytesPerSecond: options.maxBytesPerSecond,
     });
     const tcp = options.connect({ host, port, onread: this.#relay.onread });
     this.#tcp = tcp;

@@ -12,6 +12,7 @@ import { Relay } from '../relay.js';
 import { TunnelAnswer, tunnelRequest } from '../tunnel.js';
 import { upstreamSocketError } from '../upstream-error.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from './handshake.js';
+import { ViewOnlyFilter } from './view-only-filter.js';
 import { describeTlsError, startUpstreamTls, type UpstreamTls } from '../upstream-tls.js';
 
 export interface VncHandlerOptions {
@@ -21,6 +22,8 @@ export interface VncHandlerOptions {
   /** TLS towards VNC servers for auth scheme vencrypt (read per session: certificates can be reloaded). */
   readonly upstreamTls?: (() => UpstreamTls | undefined) | undefined;
   readonly wsHighWaterBytes?: number | undefined;
+  /** `[console] max_bandwidth`: bytes per second each way per session; 0: none. */
+  readonly maxBytesPerSecond?: number | undefined;
 }
 
 export class VncHandler implements ProtocolHandler {
@@ -51,6 +54,8 @@ class VncConnection implements ConsoleAttachment {
   readonly #relay: Relay;
   readonly #tcp: Socket;
   readonly #what: string;
+  /** View-only consoles: what the browser may send the server. */
+  readonly #viewOnly: ViewOnlyFilter | undefined;
   /** The TLS layer over #tcp after a VeNCrypt upgrade; handshake writes and relaying go through it. */
   #tls: Socket | undefined;
   #phase: Phase = 'connecting';
@@ -60,10 +65,16 @@ class VncConnection implements ConsoleAttachment {
     this.#options = options;
     const info = link.info;
     this.#what = `VNC server ${info.host}:${info.port}`;
+    const viewOnly = info.viewOnly === true ? new ViewOnlyFilter() : undefined;
+    this.#viewOnly = viewOnly;
     this.#relay = new Relay({
       ws: link.ws,
       ...(options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: options.wsHighWaterBytes }),
       onProtocolError: () => link.fail(new PortholeError('PH_ERR_PROTOCOL', 'the browser sent a text frame; VNC consoles take binary frames only')),
+      clientFilter: viewOnly === undefined ? undefined : (chunk) => viewOnly.push(chunk),
+      onFilterError: (err) => link.fail(err as PortholeError),
+      tap: link.recorder,
+      maxBytesPerSecond: options.maxBytesPerSecond,
     });
     const tcp = options.connect({ host: info.host, port: info.port, onread: this.#relay.onread });
     this.#tcp = tcp;
@@ -71,7 +82,8 @@ class VncConnection implements ConsoleAttachment {
     tcp.pause();
     tcp.once('connect', () => {
       const next = (leftover?: Buffer) => {
-        if (options.authSchemes === undefined) this.#relayNow(leftover);
+        // View-only needs the security proxy: the filter starts at the browser's ClientInit.
+        if (options.authSchemes === undefined && viewOnly === undefined) this.#relayNow(leftover);
         else this.#negotiate(info, link.password, leftover);
       };
       if (info.internalAccessPath === undefined) next();
@@ -106,6 +118,9 @@ class VncConnection implements ConsoleAttachment {
   }
 
   release(): void {
+    if (this.#viewOnly !== undefined && this.#viewOnly.dropped.size > 0 && this.#phase !== 'released') {
+      this.#link.logger.info({ dropped: Object.fromEntries(this.#viewOnly.dropped) }, 'view-only console: input from the viewer was not passed');
+    }
     this.#phase = 'released';
     this.#relay.stop();
     this.#tls?.destroy();
@@ -142,16 +157,25 @@ class VncConnection implements ConsoleAttachment {
     link.negotiating(new PortholeError('PH_ERR_RFB_HANDSHAKE', 'RFB handshake did not finish within the handshake timeout ([console] handshake_timeout)'));
     const server = new ServerHandshake(this.#options.authSchemes ?? ['none'], password);
     const client = new ClientHandshake();
+    const recorder = link.recorder;
+    const toBrowser = (b: Buffer) => {
+      recorder?.toClient(b);
+      ws.send(b);
+    };
     /** Where handshake bytes and, later, the browser's bytes go: the TCP socket, or TLS over it. */
     let upstream: Socket = this.#tcp;
     const onClientBytes = (data: RawData, isBinary: boolean) => this.#guard(() => {
       if (!isBinary) throw new PortholeError('PH_ERR_RFB_HANDSHAKE', 'the browser sent a text frame during the RFB handshake');
       const step = client.feed(data as Buffer);
-      for (const b of step.send) ws.send(b);
+      if (recorder !== undefined) {
+        const used = (data as Buffer).subarray(0, (data as Buffer).length - (step.rest?.length ?? 0));
+        if (used.length > 0) recorder.toServer(used);
+      }
+      for (const b of step.send) toBrowser(b);
       if (!step.done) return;
       ws.off('message', onClientBytes);
       ws.pause();
-      if (step.rest) upstream.write(step.rest);
+      if (step.rest) this.#browserBytesAfterHandshake(step.rest, upstream);
       link.logger.info({ auth: server.chosen, ...(server.vencryptSubtype === undefined ? {} : { vencryptSubtype: server.vencryptSubtype }) }, 'RFB security negotiated');
       this.#relayNow();
     });
@@ -167,7 +191,7 @@ class VncConnection implements ConsoleAttachment {
       }
       if (!step.done) return;
       serverDone = true;
-      for (const b of client.start()) ws.send(b);
+      for (const b of client.start()) toBrowser(b);
       const early = link.takeEarly();
       ws.on('message', onClientBytes);
       while (early.length > 0 && this.#phase === 'negotiating') onClientBytes(early.shift() as Buffer, true);
@@ -201,6 +225,17 @@ class VncConnection implements ConsoleAttachment {
     return secure;
   }
 
+  /** The browser's first bytes after the handshake (its ClientInit, maybe more): through the view-only filter and the recorder like the relay's. */
+  #browserBytesAfterHandshake(bytes: Buffer, upstream: Socket): void {
+    const parts = this.#viewOnly === undefined ? [bytes] : this.#viewOnly.push(bytes);
+    if (parts instanceof PortholeError) throw parts;
+    for (const p of parts) {
+      this.#relay.bytesToServer += p.length;
+      this.#link.recorder?.toServer(p);
+      upstream.write(p);
+    }
+  }
+
   #relayNow(leftover?: Buffer): void {
     if (this.#phase !== 'connecting' && this.#phase !== 'negotiating') return;
     this.#phase = 'relaying';
@@ -214,6 +249,7 @@ class VncConnection implements ConsoleAttachment {
     }
     if (leftover !== undefined) {
       this.#relay.bytesToClient += leftover.length;
+      link.recorder?.toClient(leftover);
       link.ws.send(leftover); // console bytes that came with the CONNECT answer
     }
     this.#relay.replay(early);
