@@ -20,7 +20,7 @@ export default tseslint.config(
   },
   {
     files: ['web/**/*.js'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', URLSearchParams: 'readonly', URL: 'readonly', location: 'readonly', history: 'readonly', console: 'readonly', fetch: 'readonly', sessionStorage: 'readonly', setInterval: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', requestAnimationFrame: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', Uint8Array: 'readonly' } },
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', URLSearchParams: 'readonly', URL: 'readonly', location: 'readonly', history: 'readonly', console: 'readonly', fetch: 'readonly', sessionStorage: 'readonly', setInterval: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', requestAnimationFrame: 'readonly', performance: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', Uint8Array: 'readonly' } },
   },
   {
     files: ['bin/**/*.js', 'scripts/**/*.mjs', 'eslint.config.js'],

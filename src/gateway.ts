@@ -38,7 +38,7 @@ import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
 import { novncRoot, packageDirOf, packageRoot } from './web/assets.js';
-import { ADMIN_HEADERS, StaticSite } from './web/static-site.js';
+import { ADMIN_HEADERS, PLAYBACK_HEADERS, StaticSite } from './web/static-site.js';
 
 export const PURGE_INTERVAL_MS = 60_000;
 
@@ -228,7 +228,7 @@ export class Gateway {
     this.metrics = new GatewayMetrics({ sessions: this.sessions, version: this.#version, instanceLabels: parts.config.porthole.metrics_instance_labels });
     this.#api = createApiServer({
       consoles: this.consoles, sessions: this.sessions, driver: parts.driver, apiKeys: parts.apiKeys.entries, logger: parts.logger.child({ component: 'api' }), health,
-      metrics: this.metrics, node: parts.config.porthole.node_name, adminSite: parts.adminSite, ...(this.audit.enabled ? { audit: this.audit } : {}),
+      metrics: this.metrics, node: parts.config.porthole.node_name, adminSite: parts.adminSite, recordings: this.recordings, ...(this.audit.enabled ? { audit: this.audit } : {}),
     });
     const events = this.audit.enabled
       ? fanOutEvents([this.metrics.events, auditConsoleEvents(this.audit)], (err) => parts.logger.error({ err }, 'bug: a console event observer threw'))
@@ -485,8 +485,15 @@ export class Gateway {
 
 /** The API listener's `/admin` pages (sessions, recordings), from web/admin. */
 function loadAdminSite(): Promise<StaticSite> {
+  const admin = join(packageRoot(), 'web', 'admin');
   return StaticSite.load(
-    [{ prefix: '/admin/', dir: join(packageRoot(), 'web', 'admin'), headers: ADMIN_HEADERS }],
+    [
+      { prefix: '/admin/', dir: admin, include: (rel) => rel !== 'play.html', headers: ADMIN_HEADERS },
+      // The player: noVNC's RFB class and asciinema-player, from their npm packages.
+      { prefix: '/admin/', dir: admin, include: (rel) => rel === 'play.html', headers: PLAYBACK_HEADERS },
+      { prefix: '/admin/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/'), headers: ADMIN_HEADERS },
+      { prefix: '/admin/asciinema-player/', dir: join(packageDirOf('asciinema-player'), 'dist', 'bundle'), include: (rel) => rel === 'asciinema-player.min.js' || rel === 'asciinema-player.css', headers: ADMIN_HEADERS },
+    ],
     { '/admin': '/admin/index.html', '/admin/': '/admin/index.html' },
   );
 }

@@ -2,6 +2,7 @@
  * The REST API (fastify factory, no listen): Porthole's own `/v1` routes plus the Nova-compatible
  * `remote-consoles`, `os-getVNCConsole`, `os-getSerialConsole` and `os-getSPICEConsole` calls, so existing tooling can point at Porthole.
  */
+import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -36,6 +37,8 @@ export interface ApiServerOptions {
   readonly audit?: AuditSink | undefined;
   /** `[porthole] node_name`: said with the session list, so lists of several nodes can be merged. */
   readonly node?: string | undefined;
+  /** Session recordings: listed and downloaded (with a key) for the playback page. */
+  readonly recordings?: { list(): ReadonlyArray<{ name: string; protocol: string }>; pathOf(name: string): string | undefined } | undefined;
   /** The `/admin` pages (static files; they hold no data and ask for the key themselves). */
   readonly adminSite?: { serve(req: IncomingMessage, res: ServerResponse): boolean } | undefined;
 }
@@ -252,6 +255,22 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       return { instance: req.params.instance, closed };
     },
   );
+
+  if (options.recordings !== undefined) {
+    const recordings = options.recordings;
+    app.get('/v1/recordings', async () => ({ recordings: recordings.list() }));
+    app.get<{ Params: { name: string } }>(
+      '/v1/recordings/:name', { schema: { params: { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 255 } } } } },
+      async (req, reply) => {
+        // Only a name the directory listing has: the caller's string never becomes a path.
+        const path = recordings.pathOf(req.params.name);
+        if (path === undefined) throw new PortholeError('PH_ERR_API_NOT_FOUND', `no recording ${req.params.name}`);
+        req.log.info({ recording: req.params.name, by: keyNames.get(req) }, 'recording downloaded');
+        const type = req.params.name.endsWith('.cast') ? 'application/x-asciicast' : 'text/javascript; charset=utf-8';
+        return reply.type(type).header('Cache-Control', 'no-store').header('Content-Disposition', `attachment; filename="${req.params.name}"`).send(createReadStream(path));
+      },
+    );
+  }
 
   // Nova compute API compatibility (microversion 2.6+ remote-consoles, and the older action).
   app.post<{ Params: { id: string }; Body: { remote_console: { protocol: ConsoleProtocol; type: ConsoleType } } }>(

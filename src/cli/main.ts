@@ -94,7 +94,7 @@ function novaProxyCommand(program: Command, name: string, what: string, listenOp
     .description(`drop-in for Nova's ${name}: the operator's nova.conf, ${what}`)
     .addOption(configOption()).addOption(configDirOption())
     .option('--web <dir>', 'accepted (Nova\'s unit files pass it) and ignored: the console pages are Porthole\'s')
-    .option('--record <file>', 'refused: session recording is not supported yet')
+    .option('--record <file>', 'record every console into this file prefix\'s directory (as [console] record = true, record_dir = its directory)')
     .option('--daemon', 'refused: run in the foreground under systemd')
     .option('--ssl_only', 'as [DEFAULT] ssl_only')
     .option('--cert <file>', 'as [DEFAULT] cert')

@@ -63,6 +63,16 @@ export const ADMIN_HEADERS: Readonly<Record<string, string>> = {
   'Cache-Control': 'no-store',
 };
 
+/**
+ * The recording player: asciinema-player runs its terminal emulator as WebAssembly (needs
+ * 'wasm-unsafe-eval', which allows compiling wasm, not JS eval) and sets inline styles.
+ */
+export const PLAYBACK_HEADERS: Readonly<Record<string, string>> = {
+  ...ADMIN_HEADERS,
+  'Content-Security-Policy': (ADMIN_HEADERS['Content-Security-Policy'] as string)
+    .replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'").replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
+};
+
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {

@@ -235,7 +235,7 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     assert.ok(gw.logLines.some((l) => l.includes('CONNECT /forbidden') && l.includes('403 Forbidden')), 'the log says what the endpoint answered');
   });
 
-  test('porthole nova-novncproxy: Nova\'s command line and nova.conf, console proxy only; --record and --daemon refused; log_dir as oslo.log', async () => {
+  test('porthole nova-novncproxy: Nova\'s command line and nova.conf, console proxy only; --record maps to recording, an empty one and --daemon refused; log_dir as oslo.log', async () => {
     const { spawn } = await import('node:child_process');
     const { writeFile } = await import('node:fs/promises');
     const { freePort } = await import('../helpers/net.js');
@@ -247,12 +247,12 @@ describe('nova mode: tokens from Nova\'s own database', () => {
     await mkdir(logDir);
     await writeFile(conf, `[DEFAULT]\nmy_ip = 127.0.0.1\nstate_path = ${nova.dir}\nlog_dir = ${logDir}\ntransport_url = ${rabbit.transportUrl}\n[database]\nconnection = ${nova.connection}\n` +
       `[api]\nauth_strategy = keystone\n[vnc]\nenabled = true\nnovncproxy_host = $my_ip\nnovncproxy_port = ${port}\nnovncproxy_base_url = http://127.0.0.1:${port}/vnc_auto.html\n`);
-    for (const [flag, message] of [['--record=/tmp/x', /--record: session recording is not supported/], ['--daemon', /--daemon: porthole does not fork/]] as const) {
+    for (const [flag, message] of [['--record=', /--record needs a file prefix/], ['--daemon', /--daemon: porthole does not fork/]] as const) {
       const refused = await runCli(['nova-novncproxy', '--config-file', conf, flag]);
       assert.equal(refused.code, 2, refused.stderr);
       assert.match(refused.stderr, message);
     }
-    const proxy = spawn(process.execPath, [BIN, 'nova-novncproxy', `--config-file=${conf}`, '--web', '/usr/share/novnc'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proxy = spawn(process.execPath, [BIN, 'nova-novncproxy', `--config-file=${conf}`, '--web', '/usr/share/novnc', '--record', join(nova.dir, 'rec', 'session')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proxy.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
@@ -265,6 +265,10 @@ describe('nova mode: tokens from Nova\'s own database', () => {
       assert.match(stderr, /--web \/usr\/share\/novnc is ignored/);
       const out = await openConsole(`ws://127.0.0.1:${port}/?token=${nova.tokens.novnc.token}`, { origin: `http://127.0.0.1:${port}`, wantBytes: 12 });
       assert.equal(out.received.toString('latin1', 0, 12), 'RFB 003.008\n');
+      // --record PREFIX: every console recorded into PREFIX's directory, websockify's format.
+      assert.match(stderr, /--record .*recording every console into .*rec/);
+      const { readdir } = await import('node:fs/promises');
+      assert.ok((await readdir(join(nova.dir, 'rec'))).some((n) => n.endsWith('.vnc.js')), 'the console was recorded');
       // [DEFAULT] log_dir alone: <log_dir>/nova-novncproxy.log, as oslo.log; reopened on SIGHUP (logrotate).
       const logFile = join(logDir, 'nova-novncproxy.log');
       assert.match(stdout, new RegExp(`log: +${logFile}`));

@@ -1,4 +1,5 @@
 /** `porthole serve` and `porthole nova-novncproxy`: run the gateway in the foreground. */
+import { dirname, resolve } from 'node:path';
 import type { LoadedConfig } from '../../config/load.js';
 import { startDemoVm, DEMO_INSTANCE, type DemoVm } from '../../demo/qemu-demo.js';
 import { currentOpenFilesLimit, fdLimitWarning } from '../../ops/fd-limit.js';
@@ -43,7 +44,7 @@ export async function novaSpicehtml5proxy(opts: NovaProxyArgs): Promise<void> {
 }
 
 async function runNovaProxy(opts: NovaProxyArgs, consoles: ConsoleKind, binary: string): Promise<void> {
-  if (opts.record !== undefined) throw new CliExit(2, '--record: session recording is not supported yet; remove the option (consoles work without it)');
+  if (opts.record !== undefined && opts.record.trim() === '') throw new CliExit(2, '--record needs a file prefix (as websockify\'s): its directory becomes [console] record_dir');
   if (opts.daemon === true) throw new CliExit(2, '--daemon: porthole does not fork into the background; run it in the foreground under systemd (as Debian\'s nova-novncproxy unit does)');
   if (opts.web !== undefined) process.stderr.write(`porthole: warning: --web ${opts.web} is ignored: the console pages are Porthole's own (noVNC and xterm.js from their npm packages)\n`);
   const overrides = [
@@ -52,7 +53,12 @@ async function runNovaProxy(opts: NovaProxyArgs, consoles: ConsoleKind, binary: 
     ...(opts.key === undefined ? [] : [`key = ${opts.key}`]),
     ...(opts.debug === true ? ['debug = true'] : []),
   ];
-  const extra = overrides.length === 0 ? undefined : { file: '<command line>', text: `[DEFAULT]\n${overrides.join('\n')}\n` };
+  // websockify's --record PREFIX writes PREFIX.<n> per connection; Porthole records every console
+  // into PREFIX's directory, one file per session in the same VNC_frame_data format (serial: asciicast).
+  const record = opts.record === undefined ? '' : `[console]\nrecord = true\nrecord_dir = ${dirname(resolve(opts.record))}\n`;
+  if (opts.record !== undefined) process.stderr.write(`porthole: --record ${opts.record}: recording every console into ${dirname(resolve(opts.record))} (one file per session, see docs/recording.md)\n`);
+  const text = `${overrides.length === 0 ? '' : `[DEFAULT]\n${overrides.join('\n')}\n`}${record}`;
+  const extra = text === '' ? undefined : { file: '<command line>', text };
   await runGateway(readConfig(opts, { nova: true, ...(extra === undefined ? {} : { extra }) }), { demo: false, proxyOnly: consoles, binary });
 }
 
