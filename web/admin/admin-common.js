@@ -11,9 +11,25 @@ export async function api(method, path) {
   return res;
 }
 
+/** The login form every admin page shows until it has a key (built here, so the pages share one). */
+function loginForm() {
+  const form = document.createElement('form');
+  form.id = 'login';
+  form.hidden = true;
+  const label = Object.assign(document.createElement('label'), { htmlFor: 'key', textContent: 'API key' });
+  const input = Object.assign(document.createElement('input'), { id: 'key', name: 'key', type: 'password', autocomplete: 'current-password', required: true });
+  const submit = Object.assign(document.createElement('button'), { type: 'submit', textContent: 'Log in' });
+  const error = Object.assign(document.createElement('p'), { id: 'login-error' });
+  error.setAttribute('role', 'alert');
+  const hint = Object.assign(document.createElement('p'), { className: 'hint', textContent: 'The key stays in this tab only (sessionStorage) and is sent to this API alone, as Authorization: Bearer.' });
+  form.append(label, ' ', input, ' ', submit, error, hint);
+  document.querySelector('header').after(form);
+  return form;
+}
+
 /** Run `start` once a key the API accepts is known: from this tab's storage, or from the login form. */
 export function requireKey(start) {
-  const form = document.getElementById('login');
+  const form = loginForm();
   const logout = document.getElementById('logout');
   logout.addEventListener('click', () => { sessionStorage.removeItem(KEY); location.reload(); });
   const go = () => { form.hidden = true; logout.hidden = false; void start(); };
