@@ -176,8 +176,33 @@ function openAuditFile(file: string): number {
   return fd;
 }
 
-/** The console events (from the proxy) as audit lines. */
-export function auditConsoleEvents(sink: AuditSink): ConsoleEvents {
+/** Addresses whose over-the-limit refusals are being counted in one window (bounded: an attacker may use many). */
+const MAX_SUPPRESSED_ADDRESSES = 10_000;
+const SUPPRESS_WINDOW_MS = 60_000;
+
+/**
+ * The console events (from the proxy) as audit lines. An address already over `[console]
+ * max_failed_tokens` gets one `failure-limit` line per minute (with `count`, the refusals since its
+ * last line), not one per request: a flood of refused requests must not fill the audit disk.
+ */
+export function auditConsoleEvents(sink: AuditSink, now: () => number = Date.now): ConsoleEvents {
+  let windowStart = now();
+  let limited = new Map<string, number>();
+  const overLimit = (e: { stage: string; code: string; remote: string }) => {
+    if (now() - windowStart >= SUPPRESS_WINDOW_MS) {
+      // The refusals counted since each address's last line.
+      for (const [remote, n] of limited) if (n > 0) sink.record({ event: 'console.refused', stage: e.stage, code: e.code, remote, count: n });
+      windowStart = now();
+      limited = new Map();
+    }
+    const seen = limited.get(e.remote);
+    if (seen === undefined && limited.size < MAX_SUPPRESSED_ADDRESSES) {
+      limited.set(e.remote, 0);
+      sink.record({ event: 'console.refused', stage: e.stage, code: e.code, remote: e.remote, count: 1 });
+    } else if (seen !== undefined) {
+      limited.set(e.remote, seen + 1);
+    }
+  };
   return {
     sessionOpened: (e) => sink.record({
       event: 'console.opened', session: e.id, instance: e.instance, instance_uuid: e.instanceUuid, protocol: e.protocol, remote: e.remote, who: e.who,
@@ -188,7 +213,10 @@ export function auditConsoleEvents(sink: AuditSink): ConsoleEvents {
       recording: e.recording, relayed: e.relayed, close_code: e.closeCode, code: e.errorCode, duration_ms: e.durationMs,
       bytes_to_client: e.bytesToClient, bytes_to_server: e.bytesToServer,
     }),
-    refused: (e) => sink.record({ event: 'console.refused', stage: e.stage, code: e.code, remote: e.remote, instance: e.instance, protocol: e.protocol, who: e.who }),
+    refused: (e) => {
+      if (e.stage === 'failure-limit') overLimit(e);
+      else sink.record({ event: 'console.refused', stage: e.stage, code: e.code, remote: e.remote, instance: e.instance, protocol: e.protocol, who: e.who });
+    },
     tokenLookup: () => {},
   };
 }

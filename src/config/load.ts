@@ -266,6 +266,9 @@ export function crossCheck(config: Config): ConfigProblem[] {
   if (!v.auth_schemes.includes('vencrypt') && (v.vencrypt_ca_certs !== '' || v.vencrypt_client_cert !== '')) {
     err('[vnc] vencrypt_* is set but [vnc] auth_schemes does not include vencrypt: the proxy would never use TLS to VNC servers; add vencrypt to auth_schemes (or remove the vencrypt_* options)');
   }
+  if (config.console.record && config.spice.enabled) {
+    err('[console] record = true records every console, but SPICE consoles cannot be recorded (VNC and serial can): set [spice] enabled = false, or record chosen consoles ("record": true at mint)');
+  }
   return problems;
 }
 

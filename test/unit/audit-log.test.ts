@@ -27,3 +27,17 @@ test('fanOutEvents: every observer is told, one that throws does not stop the ne
   assert.deepEqual(seen, ['opened']);
   assert.equal(errors.length, 1);
 });
+
+test('refusals of an address over the failure limit: one line per minute with the count, not one per request', async () => {
+  const { auditConsoleEvents } = await import('../../src/audit/audit-log.js');
+  const lines: Array<Record<string, unknown>> = [];
+  let t = 0;
+  const events = auditConsoleEvents({ record: (e) => lines.push({ ...e }) }, () => t);
+  const limited = { stage: 'failure-limit', code: 'PH_ERR_TOO_MANY_FAILURES', remote: '192.0.2.1' };
+  for (let i = 0; i < 500; i++) events.refused(limited);
+  events.refused({ stage: 'token', code: 'PH_ERR_TOKEN_INVALID', remote: '192.0.2.2' });
+  assert.deepEqual(lines.map((l) => [l.remote, l.stage, l.count]), [['192.0.2.1', 'failure-limit', 1], ['192.0.2.2', 'token', undefined]]);
+  t = 60_000;
+  events.refused(limited);
+  assert.deepEqual(lines.slice(2).map((l) => [l.remote, l.count]), [['192.0.2.1', 499], ['192.0.2.1', 1]], 'the next minute says how many were not written');
+});
