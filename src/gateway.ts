@@ -26,7 +26,7 @@ import { GatewayMetrics } from './metrics/metrics.js';
 import { AuditLog, auditConsoleEvents } from './audit/audit-log.js';
 import { fanOutEvents } from './console/events.js';
 import { Recordings } from './recording/recorder.js';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { ConnectFn, ProtocolHandler } from './console/handler.js';
 import type { ConsoleProtocol, ConsoleType } from './console/types.js';
@@ -192,7 +192,7 @@ export class Gateway {
     config: Config; logger: Logger; store: TokenStore; tokens: TokenSource; driver: ComputeDriver; apiKeys: ApiKeySource; site: StaticSite; options: GatewayOptions;
     spiceSite: StaticSite | undefined; spiceTls: UpstreamTls | undefined;
     tls: ProxyTlsOptions | undefined; upstreamTls: UpstreamTls | undefined; novaRpc: OsloRpcClient | undefined; audit: AuditLog;
-    adminSite: StaticSite | undefined;
+    adminSite: { serve(req: IncomingMessage, res: ServerResponse): boolean } | undefined;
   }) {
     this.audit = parts.audit;
     const c = parts.config.console;
@@ -484,9 +484,9 @@ export class Gateway {
 }
 
 /** The API listener's `/admin` pages (sessions, recordings), from web/admin. */
-function loadAdminSite(): Promise<StaticSite> {
+async function loadAdminSite(): Promise<{ serve(req: IncomingMessage, res: ServerResponse): boolean }> {
   const admin = join(packageRoot(), 'web', 'admin');
-  return StaticSite.load(
+  const site = await StaticSite.load(
     [
       { prefix: '/admin/', dir: admin, include: (rel) => rel !== 'play.html', headers: ADMIN_HEADERS },
       // The player: noVNC's RFB class and asciinema-player, from their npm packages.
@@ -494,8 +494,16 @@ function loadAdminSite(): Promise<StaticSite> {
       { prefix: '/admin/novnc/', dir: novncRoot(), include: (rel) => rel.startsWith('core/') || rel.startsWith('vendor/'), headers: ADMIN_HEADERS },
       { prefix: '/admin/asciinema-player/', dir: join(packageDirOf('asciinema-player'), 'dist', 'bundle'), include: (rel) => rel === 'asciinema-player.min.js' || rel === 'asciinema-player.css', headers: ADMIN_HEADERS },
     ],
-    { '/admin': '/admin/index.html', '/admin/': '/admin/index.html' },
+    { '/admin': '/admin/index.html', '/admin/': '/admin/index.html', '/admin/recordings': '/admin/recordings.html', '/admin/recordings/': '/admin/recordings.html' },
   );
+  return {
+    // /admin/recordings/<name> is the player page of that recording (play.js reads the name from the path).
+    serve(req, res) {
+      const path = (req.url ?? '').split('?')[0] as string;
+      if (/^\/admin\/recordings\/[^/]+$/.test(path)) req.url = '/admin/play.html';
+      return site.serve(req, res);
+    },
+  };
 }
 
 /**

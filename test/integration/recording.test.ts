@@ -52,7 +52,7 @@ describe('session recording', () => {
     await page.click('#login button[type=submit]');
   };
 
-  test('VNC: recorded from Chromium, VNC_frame_data on disk (0600, named in sessions and audit), replayed by noVNC on /admin/play.html', async () => {
+  test('VNC: recorded from Chromium, VNC_frame_data on disk (0600, named in sessions and audit), replayed by noVNC on /admin/recordings/<name> (reached from the list)', async () => {
     const minted = await gw.api('POST', '/v1/consoles', { instance: 'vm', record: true });
     assert.equal(minted.status, 201, JSON.stringify(minted.body));
     assert.equal(minted.body.record, true);
@@ -92,8 +92,16 @@ describe('session recording', () => {
       assert.equal((await fetch(`${gw.apiUrl}/v1/recordings/${name}`)).status, 401, 'downloads need the key');
       assert.equal((await gw.api('GET', `/v1/recordings/${encodeURIComponent('../state/api-key')}`)).status, 404);
 
+      // The list links each recording to /admin/recordings/<name>, the player.
+      const list = await context.newPage();
+      await list.goto(`${gw.apiUrl}/admin/recordings/`);
+      await login(list);
+      const link = list.locator('#rows a').first();
+      await link.waitFor({ timeout: 10_000 });
+      assert.equal(await link.textContent(), name);
+      assert.equal(await link.getAttribute('href'), `/admin/recordings/${name}`);
       const player = await context.newPage();
-      await player.goto(`${gw.apiUrl}/admin/play.html?name=${encodeURIComponent(name)}&speed=0`);
+      await player.goto(`${gw.apiUrl}/admin/recordings/${encodeURIComponent(name)}?speed=0`); // a new tab has its own sessionStorage: it logs in again
       await login(player);
       await player.waitForFunction(() => (window as unknown as { portholePlayback?: { done: boolean } }).portholePlayback?.done === true, null, { timeout: 20_000 });
       let replayed = 0;

@@ -87,6 +87,21 @@ describe('view-only consoles', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  const shot = (name: string) => {
+    const file = join(dir, name);
+    execFileSync('vncsnapshot', ['-quiet', `127.0.0.1::${vm.entry.port}`, file], { timeout: 20_000 });
+    return file;
+  };
+  const differs = (a: string, b: string) => {
+    // `compare` exits 1 when the images differ; it prints the count of differing pixels on stderr.
+    try {
+      execFileSync('/usr/bin/compare', ['-metric', 'AE', '-fuzz', '20%', a, b, 'null:'], { stdio: 'pipe' });
+      return 0;
+    } catch (err) {
+      return Number(String((err as { stderr?: Buffer }).stderr ?? '').trim().split(/\s/)[0]);
+    }
+  };
+
   const mint = async (instance: string, extra: Record<string, unknown> = {}) => {
     const res = await gw.api('POST', '/v1/consoles', { instance, ...extra });
     assert.equal(res.status, 201, JSON.stringify(res.body));
@@ -115,20 +130,6 @@ describe('view-only consoles', () => {
   });
 
   test('real QEMU: ESC from a view-only viewer leaves QEMU\'s screen as it was; from a normal viewer it opens SeaBIOS\'s boot menu', async () => {
-    const shot = (name: string) => {
-      const file = join(dir, name);
-      execFileSync('vncsnapshot', ['-quiet', `127.0.0.1::${vm.entry.port}`, file], { timeout: 20_000 });
-      return file;
-    };
-    const differs = (a: string, b: string) => {
-      // `compare` exits 1 when the images differ; it prints the count of differing pixels on stderr.
-      try {
-        execFileSync('/usr/bin/compare', ['-metric', 'AE', '-fuzz', '20%', a, b, 'null:'], { stdio: 'pipe' });
-        return 0;
-      } catch (err) {
-        return Number(String((err as { stderr?: Buffer }).stderr ?? '').trim().split(/\s/)[0]);
-      }
-    };
     const before = shot('before.jpg');
     const viewOnly = await openRfbViewer(`${gw.wsUrl}?token=${(await mint('vm', { view_only: true })).token}`, gw.proxyUrl);
     for (let i = 0; i < 3; i++) {
@@ -150,7 +151,7 @@ describe('view-only consoles', () => {
     normal.ws.close();
   });
 
-  test('Chromium: the view-only page shows the VM and says "view only"; no Ctrl+Alt+Del button', async () => {
+  test('Chromium: the view-only page shows the VM and says "view only"; no Ctrl+Alt+Del button; typing in it leaves QEMU\'s screen as it was', async () => {
     const minted = await mint('vm', { view_only: true });
     const browser = await launchChromium();
     try {
@@ -163,8 +164,12 @@ describe('view-only consoles', () => {
       const deadline = Date.now() + 15_000;
       while ((lit = await litPixels(tab)) < 500 && Date.now() < deadline) await tab.waitForTimeout(200);
       assert.ok(lit >= 500, `the VM's screen is drawn (${lit} lit pixels)`);
+      const beforeKeys = shot('chromium-before.jpg');
       await tab.locator('#screen canvas').click();
-      await tab.keyboard.press('Escape');
+      for (const key of ['Escape', 'Enter', '1', 'Control+Alt+Delete']) await tab.keyboard.press(key);
+      await tab.waitForTimeout(1500);
+      const afterKeys = shot('chromium-after.jpg');
+      assert.ok(differs(beforeKeys, afterKeys) < 50, `QEMU's screen changed after typing in the view-only page (${differs(beforeKeys, afterKeys)} pixels)`);
       const sessions = (await gw.api('GET', '/v1/sessions')).body.sessions as Array<{ viewOnly?: boolean; bytesToServer: number }>;
       assert.equal(sessions.find((s) => s.viewOnly)?.viewOnly, true);
     } finally {

@@ -7,7 +7,9 @@ import RFB from '/admin/novnc/core/rfb.js';
 import { api, requireKey } from './admin-common.js';
 
 const params = new URLSearchParams(location.search);
-const name = params.get('name') ?? '';
+// /admin/recordings/<name>, or /admin/play.html?name=<name>
+const fromPath = /^\/admin\/recordings\/([^/]+)$/.exec(location.pathname);
+const name = params.get('name') ?? (fromPath ? decodeURIComponent(fromPath[1]) : '');
 const status = document.getElementById('status');
 const speedSelect = document.getElementById('speed');
 if (params.has('speed')) speedSelect.value = params.get('speed');

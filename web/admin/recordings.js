@@ -9,7 +9,7 @@ requireKey(async () => {
   document.getElementById('rows').replaceChildren(...recordings.map((r) => {
     const tr = document.createElement('tr');
     const link = document.createElement('a');
-    link.href = `/admin/play.html?name=${encodeURIComponent(r.name)}`;
+    link.href = `/admin/recordings/${encodeURIComponent(r.name)}`;
     link.textContent = r.name;
     const cells = [link, r.protocol === 'serial' ? 'serial (asciicast)' : 'VNC', formatBytes(r.size), new Date(r.modified).toLocaleString()];
     for (const c of cells) {
