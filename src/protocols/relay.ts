@@ -7,6 +7,8 @@
  *   only when ws had to queue a chunk (the queued chunk still points into it);
  * - handlers are bound once, send options are one frozen object, and pausing uses ws's own
  *   pause()/resume() and one flush callback.
+ * View-only filtering, recording taps and bandwidth caps take their own branch off this path, so a
+ * plain session pays one check per chunk for them.
  * A TLS hop to the VNC server (VeNCrypt) cannot use `onread` — Node ignores it for a TLSSocket
  * wrapping an existing socket — so that path reads 'data' events, whose chunks are fresh buffers.
  */
