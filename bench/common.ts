@@ -12,7 +12,8 @@ export const BENCH_LIMITS = 'max_sessions = 0\nmax_sessions_per_instance = 0\nma
 
 export interface Conn {
   onData(fn: (d: Buffer) => void): void;
-  send(d: Buffer): void;
+  /** `written`: called once the bytes were handed to the kernel (for backpressure without polling). */
+  send(d: Buffer, written?: () => void): void;
   pauseReading(): void;
   /** Bytes queued in this process, not yet handed to the kernel. */
   buffered(): number;
@@ -38,7 +39,7 @@ export function wsConn(url: string, origin: string, tls: Pick<ClientOptions, 'ca
           for (const d of early) fn(d);
           early = [];
         },
-        send: (d) => ws.send(d),
+        send: (d, written) => ws.send(d, written === undefined ? undefined : () => written()),
         pauseReading: () => ws.pause(),
         buffered: () => ws.bufferedAmount,
         done: new Promise<void>((r) => ws.once('close', () => r())),
@@ -65,6 +66,32 @@ async function cpuSeconds(pid: number): Promise<number> {
 }
 
 const MiB = 1024 * 1024;
+
+/**
+ * CPU seconds of a process and all its descendants, live ones included (websockify's
+ * per-connection children are measured while they run, not only once reaped), plus what reaped
+ * children left in the counters. Linux /proc.
+ */
+export async function treeCpuSeconds(pid: number): Promise<number> {
+  const stats = new Map<number, { ppid: number; fields: number[] }>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (stat === '') continue;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    stats.set(Number(entry), { ppid: f[1] ?? 0, fields: f });
+  }
+  let ticks = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop() as number;
+    const st = stats.get(p);
+    if (st === undefined) continue;
+    ticks += (st.fields[11] ?? 0) + (st.fields[12] ?? 0) + (st.fields[13] ?? 0) + (st.fields[14] ?? 0);
+    for (const [child, s2] of stats) if (s2.ppid === p) stack.push(child);
+  }
+  return ticks / 100; // USER_HZ
+}
 
 /**
  * Best-of-`rounds` MiB/s from a source that streams `bulkBytes` and closes. `onShort` hears of

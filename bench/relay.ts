@@ -1,99 +1,137 @@
 /**
  * Relay benchmark: Porthole against raw TCP and against websockify (Debian package), in one run,
- * reported as ratios. Loopback only. Usage: `npm run bench` (needs `apt-get install websockify`
- * for the websockify column; without it that column is skipped).
+ * reported as ratios. Loopback only. Usage: `npm run bench:relay` (needs websockify, which
+ * `bash scripts/test.sh` installs with Nova; without it that column is skipped).
  *
- * Every path relays to the same local TCP servers (a source that streams, a sink that counts, an
- * echo, a greeter that sends an RFB version line, a holder for idle sessions, a flooder). The
- * WebSocket client is the `ws` package in this process for both proxies, so the client's cost is
- * the same on both sides of a ratio. Porthole and websockify each run as a separate process.
+ * The workload is what a console user's browser sees, and the same for every path:
+ * - one stand-in VNC server (its own process) that, like QEMU, sends the RFB 3.8 greeting first and
+ *   then does what the client's first message says: flood 64 KiB writes, count what arrives,
+ *   echo, or just hold the connection;
+ * - a Node `ws` client (permessage-deflate off, as browsers' noVNC) in this process, sending 64 KiB
+ *   messages; one session at a time for bulk transfers, 8 at a time for setups (connect → the first
+ *   RFB byte), 2,000 sequential 16-byte round trips for latency;
+ * - Porthole as `porthole serve` (memory token store, session limits lifted) and websockify
+ *   (TokenFile) each in their own process; medians of BENCH_ROUNDS rounds, with the spread.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, cpuSeconds, treePssBytes, sinkBytes, streamBytes, downMiBps, setupsPerSecond, stopChild, upMiBps, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, stopChild, treeCpuSeconds, treePssBytes, wsConn, type Conn } from './common.js';
+import { leanConn } from './lean-client.js';
 
 const MiB = 1024 * 1024;
-const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 1024) * MiB;
+const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * MiB;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SETUP_SECONDS = Number(process.env.BENCH_SETUP_SECONDS ?? 3);
 const SETUP_CONCURRENCY = 8;
-const RTT_MESSAGES = 5000;
+const RTT_MESSAGES = Number(process.env.BENCH_RTT_MESSAGES ?? 2000);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 200);
+/** Size of the stand-in server's writes and of the client's messages. */
+const CHUNK_BYTES = Number(process.env.BENCH_CHUNK_KIB ?? 64) * 1024;
+const ONLY = new Set((process.env.BENCH_ONLY ?? '').split(',').filter(Boolean));
+/**
+ * The WebSocket client: `lean` (default; bench/lean-client.ts, as cheap as a browser's native
+ * client) or `ws` (the npm package, as the independent harness used; on 2 cores it is as expensive
+ * as the proxy and caps both proxies at its own speed).
+ */
+const CLIENT = process.env.BENCH_CLIENT === 'ws' ? 'ws' : 'lean';
+const wsOpen = (url: string, origin: string) => (CLIENT === 'ws' ? wsConn(url, origin) : leanConn(url, origin));
+const PATHS = new Set((process.env.BENCH_PATHS ?? 'raw,websockify,porthole').split(','));
 const GREETING = Buffer.from('RFB 003.008\n');
+/**
+ * Where a user's proxy runs it has its cores to itself: the browser and the VM are on other
+ * machines. On a small machine the client, the stand-in VM and the proxy would share the cores and
+ * the ratio would say more about the scheduler than about the proxy. So each proxy (websockify's
+ * forks too) runs pinned to the last CPU, and this process and the stand-in VM to the others.
+ * BENCH_PIN=0 turns it off.
+ */
+const CPUS = availableParallelism();
+const PIN = process.env.BENCH_PIN !== '0' && CPUS >= 2;
+const PROXY_CPU = String(CPUS - 1);
+const CLIENT_CPUS = `0-${CPUS - 2}`;
+
+/** `command args` pinned to the proxy's CPU (taskset, util-linux), or as it is. */
+function proxyCommand(command: string, args: readonly string[]): [string, string[]] {
+  return PIN ? ['taskset', ['-c', PROXY_CPU, command, ...args]] : [command, [...args]];
+}
 
 const NOTES = new Set<string>();
 
-type TargetName = 'source' | 'sink' | 'echo' | 'greeter' | 'holder' | 'flooder';
-
-interface Targets {
-  ports: Record<TargetName, number>;
-  close(): Promise<void>;
+/** The stand-in VNC server: greeting, then the first byte from the client chooses what it does. */
+function consoleServer(s: Socket): void {
+  s.setNoDelay(true);
+  s.on('error', () => s.destroy());
+  s.write(GREETING);
+  const chunk = Buffer.alloc(CHUNK_BYTES, 0x42);
+  let mode: 'wait' | 'count' | 'echo' | 'hold' = 'wait';
+  let header = Buffer.alloc(0);
+  let want = 0;
+  let got = 0;
+  const count = (n: number) => {
+    got += n;
+    if (got >= want && want > 0) {
+      want = 0;
+      s.write(Buffer.from([1]));
+    }
+  };
+  s.on('data', (d: Buffer) => {
+    if (mode === 'count') return count(d.length);
+    if (mode === 'echo') return void s.write(d);
+    if (mode === 'hold') return undefined;
+    header = Buffer.concat([header, d]);
+    const command = String.fromCharCode(header[0] as number);
+    if (command === 'F') {
+      mode = 'hold';
+      const pump = () => { while (!s.destroyed) if (!s.write(chunk)) { s.once('drain', pump); return; } };
+      pump();
+    } else if (command === 'C') {
+      if (header.length < 5) return undefined;
+      mode = 'count';
+      want = header.readUInt32BE(1);
+      count(header.length - 5);
+    } else if (command === 'E') {
+      mode = 'echo';
+      if (header.length > 1) s.write(header.subarray(1));
+    } else mode = 'hold';
+    return undefined;
+  });
 }
 
 async function listen(handler: (s: Socket) => void): Promise<Server> {
-  const server = createServer({ noDelay: true }, (s) => {
-    s.on('error', () => s.destroy());
-    handler(s);
-  });
+  const server = createServer({ noDelay: true }, handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return server;
 }
 
-async function startTargets(): Promise<Targets> {
-  const chunk = Buffer.alloc(256 * 1024, 0x42);
-  const sockets = new Set<Socket>();
-  const track = (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); };
-  const servers: Record<TargetName, Server> = {
-    // Streams BULK_BYTES then ends.
-    source: await listen((s) => {
-      track(s);
-      streamBytes(s, BULK_BYTES, chunk);
-    }),
-    // Counts; answers one byte when BULK_BYTES arrived.
-    sink: await listen((s) => {
-      track(s);
-      sinkBytes(s, BULK_BYTES);
-    }),
-    echo: await listen((s) => { track(s); s.on('data', (d) => s.write(d)); }),
-    greeter: await listen((s) => { track(s); s.end(GREETING); }),
-    holder: await listen((s) => { track(s); s.write(GREETING); }),
-    flooder: await listen((s) => {
-      track(s);
-      const pump = () => { while (!s.destroyed) if (!s.write(chunk)) { s.once('drain', pump); return; } };
-      pump();
-    }),
-  };
-  const ports = Object.fromEntries(Object.entries(servers).map(([k, v]) => [k, (v.address() as AddressInfo).port])) as Record<TargetName, number>;
-  return {
-    ports,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await Promise.all(Object.values(servers).map((srv) => new Promise((r) => srv.close(r))));
-    },
-  };
+interface Targets {
+  readonly port: number;
+  close(): Promise<void>;
 }
 
-/** A way to open a connection to a named target: raw TCP, or a WebSocket through a proxy. */
+/** A way to open a console: raw TCP, or a WebSocket through a proxy. */
 interface Path {
   readonly name: string;
   readonly pid?: number;
-  open(target: TargetName): Promise<Conn>;
+  open(): Promise<Conn>;
   close(): Promise<void>;
 }
 
 function rawPath(targets: Targets): Path {
   return {
     name: 'raw TCP',
-    async open(target) {
-      const s = connect({ host: '127.0.0.1', port: targets.ports[target], noDelay: true });
+    async open() {
+      const s = connect({ host: '127.0.0.1', port: targets.port, noDelay: true });
       await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+      let early: Buffer[] = [];
+      let sink: ((d: Buffer) => void) | undefined;
+      s.on('data', (d: Buffer) => { if (sink) sink(d); else early.push(d); });
       return {
-        onData: (fn) => s.on('data', fn),
-        send: (d) => { s.write(d); },
+        onData: (fn) => { sink = fn; for (const d of early) fn(d); early = []; },
+        send: (d, written) => { s.write(d, written === undefined ? undefined : () => written()); },
         pauseReading: () => s.pause(),
         buffered: () => s.writableLength,
         done: new Promise<void>((r) => s.once('close', () => r())),
@@ -111,29 +149,24 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function porthholePath(targets: Targets, dir: string): Promise<Path> {
+async function portholePath(targets: Targets, dir: string): Promise<Path> {
   const proxyPort = await freePort();
   const apiPort = await freePort();
-  const inventory = Object.entries(targets.ports).map(([name, port]) => `[${name}]\nhost = 127.0.0.1\nport = ${port}\n`).join('');
-  await writeFile(join(dir, 'inventory.ini'), inventory);
+  await writeFile(join(dir, 'inventory.ini'), `[console]\nhost = 127.0.0.1\nport = ${targets.port}\n`);
   await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\n` +
-    `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n` +
+    `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[cache]\nbackend = memory\n` +
     `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(...proxyCommand(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), process.env.BENCH_PORTHOLE_BIN ?? 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')]), { stdio: ['ignore', 'ignore', 'ignore'] });
   await waitForPort(apiPort, child, 'porthole');
   const key = (await readFile(join(dir, 'state', 'api-key'), 'utf8')).trim();
-  const tokens = {} as Record<TargetName, string>;
-  for (const name of Object.keys(targets.ports) as TargetName[]) {
-    const res = await fetch(`http://127.0.0.1:${apiPort}/v1/consoles`, {
-      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ instance: name }),
-    });
-    tokens[name] = ((await res.json()) as { token: string }).token;
-  }
-  const origin = `http://127.0.0.1:${proxyPort}`;
+  const res = await fetch(`http://127.0.0.1:${apiPort}/v1/consoles`, {
+    method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ instance: 'console' }),
+  });
+  const { token } = (await res.json()) as { token: string };
   return {
     name: 'porthole',
     ...(child.pid === undefined ? {} : { pid: child.pid }),
-    open: (target) => wsConn(`ws://127.0.0.1:${proxyPort}/websockify?token=${tokens[target]}`, origin),
+    open: () => wsOpen(`ws://127.0.0.1:${proxyPort}/websockify?token=${token}`, `http://127.0.0.1:${proxyPort}`),
     close: () => stopChild(child),
   };
 }
@@ -141,44 +174,141 @@ async function porthholePath(targets: Targets, dir: string): Promise<Path> {
 async function websockifyPath(targets: Targets, dir: string): Promise<Path | undefined> {
   const port = await freePort();
   const tokenFile = join(dir, 'websockify-tokens.cfg');
-  await writeFile(tokenFile, Object.entries(targets.ports).map(([name, p]) => `${name}: 127.0.0.1:${p}\n`).join(''));
-  const child = spawn('websockify', ['--token-plugin', 'TokenFile', '--token-source', tokenFile, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  await writeFile(tokenFile, `console: 127.0.0.1:${targets.port}\n`);
+  const child = spawn(...proxyCommand('websockify', ['--token-plugin', 'TokenFile', '--token-source', tokenFile, `127.0.0.1:${port}`]), { stdio: ['ignore', 'ignore', 'ignore'] });
   const failed = await new Promise<boolean>((r) => { child.once('error', () => r(true)); setTimeout(() => r(false), 300); });
   if (failed) return undefined;
   await waitForPort(port, child, 'websockify');
   return {
     name: 'websockify',
     ...(child.pid === undefined ? {} : { pid: child.pid }),
-    open: (target) => wsConn(`ws://127.0.0.1:${port}/websockify?token=${target}`, `http://127.0.0.1:${port}`),
+    open: () => wsOpen(`ws://127.0.0.1:${port}/websockify?token=console`, `http://127.0.0.1:${port}`),
     close: () => stopChild(child),
   };
 }
 
-async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${name}…\n`);
-  return fn();
+/** Open a console and wait for the server's greeting (12 bytes); what came after it is passed on. */
+async function openConsole(path: Path): Promise<{ c: Conn; data(fn: (d: Buffer) => void): void }> {
+  const c = await path.open();
+  let seen = 0;
+  let after: ((d: Buffer) => void) | undefined;
+  let early: Buffer[] = [];
+  await new Promise<void>((resolve, reject) => {
+    c.onData((d) => {
+      if (seen >= GREETING.length) {
+        if (after) after(d);
+        else early.push(d);
+        return;
+      }
+      const take = Math.min(d.length, GREETING.length - seen);
+      seen += take;
+      if (d.length > take) early.push(d.subarray(take));
+      if (seen === GREETING.length) resolve();
+    });
+    void c.done.then(() => reject(new Error(`${path.name}: closed before the greeting`)));
+  });
+  return { c, data: (fn) => { after = fn; for (const d of early) fn(d); early = []; } };
 }
 
-async function roundTrips(path: Path): Promise<number> {
-  const c = await path.open('echo');
-  const msg = Buffer.alloc(16, 7);
-  let n = 0;
-  const start = process.hrtime.bigint();
+/** MiB/s from the first flood byte until BULK_BYTES arrived, one session. */
+async function down(path: Path): Promise<number> {
+  const { c, data } = await openConsole(path);
+  let got = 0;
+  let start = 0n;
+  const cpu = process.cpuUsage();
+  c.send(Buffer.from('F'));
   await new Promise<void>((resolve) => {
-    let pending = 0;
-    c.onData((d) => {
-      pending -= d.length;
-      if (pending > 0) return;
-      if (++n >= RTT_MESSAGES) { resolve(); return; }
-      pending = msg.length;
-      c.send(msg);
+    data((d) => {
+      if (start === 0n) start = process.hrtime.bigint();
+      got += d.length;
+      if (got >= BULK_BYTES) resolve();
     });
-    pending = msg.length;
-    c.send(msg);
+    void c.done.then(() => resolve());
   });
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  const used = process.cpuUsage(cpu);
+  if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${path.name} down: client CPU ${((used.user + used.system) / 1e6 / secs * 100).toFixed(0)}% of one core\n`);
   c.destroy();
-  return n / secs;
+  if (got < BULK_BYTES) NOTES.add(`${path.name}: the flood ended after ${got} of ${BULK_BYTES} bytes`);
+  return got / MiB / secs;
+}
+
+/** MiB/s of 64 KiB messages until the server has counted BULK_BYTES, one session. */
+async function up(path: Path): Promise<number> {
+  const { c, data } = await openConsole(path);
+  const header = Buffer.alloc(5);
+  header.write('C');
+  header.writeUInt32BE(BULK_BYTES, 1);
+  c.send(header);
+  const chunk = Buffer.alloc(CHUNK_BYTES, 0x41);
+  const acked = new Promise<void>((resolve) => data(() => resolve()));
+  const start = process.hrtime.bigint();
+  // At most 4 MiB queued in this process; wait for the kernel to take some (no polling: the stand-in
+  // VM shares this core, and a spinning client would slow it down for one proxy more than another).
+  const window = Math.max(1, Math.floor((4 * MiB) / CHUNK_BYTES));
+  let sent = 0;
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  const written = () => { inFlight--; wake?.(); };
+  while (sent < BULK_BYTES) {
+    if (inFlight >= window) {
+      await new Promise<void>((r) => { wake = r; });
+      wake = undefined;
+      continue;
+    }
+    inFlight++;
+    c.send(chunk, written);
+    sent += chunk.length;
+  }
+  await acked;
+  const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  c.destroy();
+  return BULK_BYTES / MiB / secs;
+}
+
+/** Consoles per second that reach the first RFB byte, 8 at a time. */
+async function setups(path: Path): Promise<number> {
+  const deadline = Date.now() + SETUP_SECONDS * 1000;
+  let done = 0;
+  const start = Date.now();
+  await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
+    while (Date.now() < deadline) {
+      const c = await path.open();
+      await new Promise<void>((resolve) => { c.onData(() => resolve()); void c.done.then(() => resolve()); });
+      c.destroy();
+      done++;
+    }
+  }));
+  return done / ((Date.now() - start) / 1000);
+}
+
+/** 2,000 sequential 16-byte round trips through the echo: p50 and p99 in microseconds. */
+async function roundTrips(path: Path): Promise<{ p50: number; p99: number }> {
+  const { c, data } = await openConsole(path);
+  c.send(Buffer.from('E'));
+  const msg = Buffer.alloc(16, 7);
+  const times: number[] = [];
+  await new Promise<void>((resolve) => {
+    let pending = 0;
+    let sentAt = 0n;
+    const next = () => {
+      pending = msg.length;
+      sentAt = process.hrtime.bigint();
+      c.send(msg);
+    };
+    data((d) => {
+      pending -= d.length;
+      if (pending > 0) return;
+      times.push(Number(process.hrtime.bigint() - sentAt) / 1000);
+      if (times.length >= RTT_MESSAGES) resolve();
+      else next();
+    });
+    next();
+  });
+  c.destroy();
+  times.sort((a, b) => a - b);
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] as number;
+  return { p50: at(0.5), p99: at(0.99) };
 }
 
 async function idleMemory(path: Path): Promise<number | undefined> {
@@ -186,15 +316,7 @@ async function idleMemory(path: Path): Promise<number | undefined> {
   await new Promise((r) => setTimeout(r, 500));
   const before = await treePssBytes(path.pid);
   const conns: Conn[] = [];
-  for (let i = 0; i < IDLE_SESSIONS; i++) {
-    const c = await path.open('holder');
-    // A session closed before its greeting (a limit, a crash) must fail the run, not hang it.
-    await new Promise<void>((resolve, reject) => {
-      c.onData(() => resolve());
-      void c.done.then(() => reject(new Error(`${path.name}: idle session ${i + 1} closed before its greeting`)));
-    });
-    conns.push(c);
-  }
+  for (let i = 0; i < IDLE_SESSIONS; i++) conns.push((await openConsole(path)).c);
   await new Promise((r) => setTimeout(r, 1000));
   const after = await treePssBytes(path.pid);
   for (const c of conns) c.destroy();
@@ -205,8 +327,9 @@ async function idleMemory(path: Path): Promise<number | undefined> {
 async function stalledReader(path: Path): Promise<number | undefined> {
   if (path.pid === undefined) return undefined;
   const before = await treePssBytes(path.pid);
-  const c = await path.open('flooder');
+  const { c } = await openConsole(path);
   c.pauseReading();
+  c.send(Buffer.from('F'));
   await new Promise((r) => setTimeout(r, 3000));
   const after = await treePssBytes(path.pid);
   c.destroy();
@@ -215,11 +338,18 @@ async function stalledReader(path: Path): Promise<number | undefined> {
 }
 
 interface Row {
-  metric: string;
-  unit: string;
-  values: Record<string, number | undefined>;
-  better: 'higher' | 'lower';
+  readonly key: string;
+  readonly metric: string;
+  readonly unit: string;
+  readonly better: 'higher' | 'lower';
+  /** Per path: every round's value. */
+  readonly values: Record<string, number[]>;
 }
+
+const median = (v: readonly number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? undefined : (s[Math.floor((s.length - 1) / 2)] as number);
+};
 
 function fmt(v: number | undefined, unit: string): string {
   if (v === undefined) return 'n/a';
@@ -229,64 +359,90 @@ function fmt(v: number | undefined, unit: string): string {
   return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${unit}`;
 }
 
-function ratio(a: number | undefined, b: number | undefined): string {
-  return a === undefined || b === undefined || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`;
+function cell(values: readonly number[] | undefined, unit: string): string {
+  if (values === undefined || values.length === 0) return 'n/a';
+  const m = fmt(median(values), unit);
+  if (values.length < 2) return m;
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return `${m} (${fmt(lo, unit).split(' ')[0] ?? ''}–${fmt(hi, unit)})`;
 }
 
-/**
- * The target servers run in their own process so that the WebSocket client in this process has a
- * core's worth of CPU to itself (on 2 cores, client + targets in one process was the bottleneck).
- */
+/** The stand-in server runs in its own process, so this process's client has a core's worth of CPU. */
 async function spawnTargets(): Promise<Targets> {
   const child = spawn(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, '--targets'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  const ports = await new Promise<Record<TargetName, number>>((resolve, reject) => {
+  const port = await new Promise<number>((resolve, reject) => {
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('\n')) resolve(JSON.parse(out) as Record<TargetName, number>);
+      if (out.includes('\n')) resolve(Number(out.trim()));
     });
     child.once('exit', (code) => reject(new Error(`target process exited ${code}`)));
   });
-  return { ports, close: () => stopChild(child) };
+  return { port, close: () => stopChild(child) };
 }
 
 async function runTargets(): Promise<void> {
-  const targets = await startTargets();
-  process.stdout.write(`${JSON.stringify(targets.ports)}\n`);
-  process.once('SIGTERM', () => { void targets.close().then(() => process.exit(0)); });
+  const sockets = new Set<Socket>();
+  const server = await listen((s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); consoleServer(s); });
+  process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
+  process.once('SIGTERM', () => { for (const s of sockets) s.destroy(); server.close(() => process.exit(0)); });
 }
 
 async function main(): Promise<void> {
+  if (PIN) execFileSync('taskset', ['-pc', CLIENT_CPUS, String(process.pid)], { stdio: 'ignore' }); // the stand-in VM inherits it
   const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-'));
   const targets = await spawnTargets();
-  const paths: Path[] = [rawPath(targets)];
-  const porthole = await porthholePath(targets, dir);
-  paths.push(porthole);
-  const websockify = await websockifyPath(targets, dir);
-  if (websockify) paths.push(websockify);
-  else process.stderr.write('websockify not found (apt-get install websockify): its column is skipped\n');
+  const paths: Path[] = [];
+  if (PATHS.has('raw')) paths.push(rawPath(targets));
+  if (PATHS.has('porthole')) paths.push(await portholePath(targets, dir));
+  if (PATHS.has('websockify')) {
+    const websockify = await websockifyPath(targets, dir);
+    if (websockify) paths.push(websockify);
+    else process.stderr.write('websockify not found (apt-get install websockify): its column is skipped\n');
+  }
   const rows: Row[] = [
-    { metric: 'relay down (VM → browser)', unit: 'MiB/s', values: {}, better: 'higher' },
-    { metric: 'relay up (browser → VM)', unit: 'MiB/s', values: {}, better: 'higher' },
-    { metric: 'small-message round trips', unit: 'msg/s', values: {}, better: 'higher' },
-    { metric: 'session setups', unit: '/s', values: {}, better: 'higher' },
-    { metric: 'memory per idle session', unit: 'KiB', values: {}, better: 'lower' },
-    { metric: 'memory, stalled reader + flooding VM (3 s)', unit: 'MiB', values: {}, better: 'lower' },
-    { metric: `proxy CPU for the down runs (${ROUNDS} × ${BULK_BYTES / MiB} MiB)`, unit: 's', values: {}, better: 'lower' },
+    { key: 'down', metric: 'relay down (VM → browser)', unit: 'MiB/s', better: 'higher', values: {} },
+    { key: 'up', metric: 'relay up (browser → VM)', unit: 'MiB/s', better: 'higher', values: {} },
+    { key: 'setups', metric: 'console setups (8 at a time, to the first RFB byte)', unit: '/s', better: 'higher', values: {} },
+    { key: 'p50', metric: `small-message round trip p50 (${RTT_MESSAGES} sequential)`, unit: 'µs', better: 'lower', values: {} },
+    { key: 'p99', metric: 'small-message round trip p99', unit: 'µs', better: 'lower', values: {} },
+    { key: 'idle', metric: 'memory per idle console', unit: 'KiB', better: 'lower', values: {} },
+    { key: 'stalled', metric: 'memory, stalled reader + flooding VM (3 s)', unit: 'MiB', better: 'lower', values: {} },
+    { key: 'cpu', metric: `proxy CPU per GiB down (${CHUNK_BYTES / 1024} KiB writes)`, unit: 's', better: 'lower', values: {} },
   ];
+  const row = (key: string) => rows.find((r) => r.key === key) as Row;
+  const wanted = (key: string) => ONLY.size === 0 || ONLY.has(key);
+  const add = (key: string, path: Path, v: number | undefined) => {
+    if (v === undefined) return;
+    (row(key).values[path.name] ??= []).push(v);
+  };
   try {
+    // Rounds alternate between the paths, so a slow moment of the machine does not land on one path's rounds only.
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const p of paths) {
+        process.stderr.write(`round ${round + 1}/${ROUNDS}: ${p.name}…\n`);
+        if (wanted('down') || wanted('cpu')) {
+          const cpu0 = p.pid === undefined ? undefined : await treeCpuSeconds(p.pid);
+          const faults = async () => (p.pid === undefined ? 0 : Number((await readFile(`/proc/${p.pid}/stat`, 'utf8')).split(') ')[1]?.split(' ')[7] ?? 0));
+          const f0 = await faults();
+          add('down', p, await down(p));
+          if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${p.name} down: ${(await faults()) - f0} minor page faults in the proxy's main process\n`);
+          await new Promise((r) => setTimeout(r, 300)); // websockify's child for the session exits
+          if (p.pid !== undefined && cpu0 !== undefined) add('cpu', p, ((await treeCpuSeconds(p.pid)) - cpu0) * (1024 * MiB / BULK_BYTES));
+        }
+        if (wanted('up')) add('up', p, await up(p));
+        if (wanted('setups')) add('setups', p, await setups(p));
+        if (wanted('p50') || wanted('p99')) {
+          const rtt = await roundTrips(p);
+          add('p50', p, rtt.p50);
+          add('p99', p, rtt.p99);
+        }
+      }
+    }
     for (const p of paths) {
-      process.stderr.write(`measuring ${p.name}…\n`);
-      const [r0, r1, r2, r3, r4, r5, r6] = rows as [Row, Row, Row, Row, Row, Row, Row];
-      const cpu0 = p.pid === undefined ? undefined : await cpuSeconds(p.pid);
-      r0.values[p.name] = await downMiBps(() => p.open('source'), BULK_BYTES, ROUNDS,
-        (missing) => NOTES.add(`${p.name} lost ${missing} bytes when the VM side closed (data queued in the proxy was dropped)`));
-      if (p.pid !== undefined && cpu0 !== undefined) r6.values[p.name] = (await cpuSeconds(p.pid)) - cpu0;
-      r1.values[p.name] = await step('up', () => upMiBps(() => p.open('sink'), BULK_BYTES, ROUNDS));
-      r2.values[p.name] = await step('roundTrips', () => roundTrips(p));
-      r3.values[p.name] = await step('setups', () => setupsPerSecond(() => p.open('greeter'), SETUP_SECONDS, SETUP_CONCURRENCY));
-      r4.values[p.name] = await step('idleMemory', () => idleMemory(p));
-      r5.values[p.name] = await step('stalledReader', () => stalledReader(p));
+      if (wanted('idle')) add('idle', p, await idleMemory(p));
+      if (wanted('stalled')) add('stalled', p, await stalledReader(p));
     }
   } finally {
     for (const p of paths) await p.close();
@@ -294,17 +450,20 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   const lines = [
-    `Porthole relay benchmark — ${BULK_BYTES / MiB} MiB bulk transfers (best of ${ROUNDS}), ${SETUP_CONCURRENCY} concurrent setups for ${SETUP_SECONDS} s, ${IDLE_SESSIONS} idle sessions; loopback, same run`,
+    `Porthole relay benchmark — ${BULK_BYTES / MiB} MiB bulk transfers in ${CHUNK_BYTES / 1024} KiB writes/messages, one session at a time; ` +
+      `${SETUP_CONCURRENCY} concurrent setups for ${SETUP_SECONDS} s; ${RTT_MESSAGES} round trips; ${IDLE_SESSIONS} idle consoles; ` +
+      `median of ${ROUNDS} rounds (min–max); loopback, same run; ${CLIENT === 'ws' ? 'client: the ws package' : 'client: bench/lean-client.ts'}; ${PIN ? `each proxy pinned to CPU ${PROXY_CPU}, client and stand-in VM to CPU ${CLIENT_CPUS}` : 'no CPU pinning'}`,
     '',
-    '| metric | raw TCP | websockify | porthole | porthole / websockify | porthole / raw TCP |',
-    '|---|---|---|---|---|---|',
+    '| metric | raw TCP | websockify | porthole | porthole / websockify |',
+    '|---|---|---|---|---|',
   ];
   for (const r of rows) {
-    const raw = r.values['raw TCP'];
-    const wsf = r.values.websockify;
-    const ph = r.values.porthole;
-    const inv = r.better === 'lower';
-    lines.push(`| ${r.metric} | ${fmt(raw, r.unit)} | ${fmt(wsf, r.unit)} | ${fmt(ph, r.unit)} | ${inv ? `${ratio(wsf, ph)} less` : ratio(ph, wsf)} | ${inv ? 'n/a' : ratio(ph, raw)} |`);
+    if (!Object.values(r.values).some((v) => v.length > 0)) continue;
+    const wsf = median(r.values.websockify ?? []);
+    const ph = median(r.values.porthole ?? []);
+    const ratio = wsf === undefined || ph === undefined || ph === 0 ? 'n/a'
+      : r.better === 'higher' ? `${(ph / wsf).toFixed(2)}×` : r.unit === 'µs' ? `${(ph / wsf).toFixed(2)}× (lower is better)` : `${(wsf / ph).toFixed(2)}× less`;
+    lines.push(`| ${r.metric} | ${cell(r.values['raw TCP'], r.unit)} | ${cell(r.values.websockify, r.unit)} | ${cell(r.values.porthole, r.unit)} | ${ratio} |`);
   }
   if (NOTES.size > 0) lines.push('', ...[...NOTES].map((n) => `note: ${n}`));
   process.stdout.write(`${lines.join('\n')}\n`);
