@@ -389,6 +389,24 @@ async function runTargets(): Promise<void> {
   process.once('SIGTERM', () => { for (const s of sockets) s.destroy(); server.close(() => process.exit(0)); });
 }
 
+/**
+ * Wait until no proxy process uses CPU (at most 10 s): websockify's master reaps hundreds of
+ * per-connection children after the setups row, on the CPU the next proxy is pinned to; measured
+ * without this wait, Porthole's up row halved whenever it followed websockify's.
+ */
+async function quiet(paths: readonly Path[]): Promise<void> {
+  const pids = paths.map((p) => p.pid).filter((p): p is number => p !== undefined);
+  const total = async () => (await Promise.all(pids.map((p) => treeCpuSeconds(p)))).reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + 10_000;
+  let last = await total();
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await total();
+    if (now - last < 0.02) return;
+    last = now;
+  }
+}
+
 async function main(): Promise<void> {
   if (PIN) execFileSync('taskset', ['-pc', CLIENT_CPUS, String(process.pid)], { stdio: 'ignore' }); // the stand-in VM inherits it
   const dir = await mkdtemp(join(tmpdir(), 'porthole-bench-'));
@@ -415,12 +433,14 @@ async function main(): Promise<void> {
   const wanted = (key: string) => ONLY.size === 0 || ONLY.has(key);
   const add = (key: string, path: Path, v: number | undefined) => {
     if (v === undefined) return;
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${path.name} ${key}: ${v.toFixed(1)}\n`);
     (row(key).values[path.name] ??= []).push(v);
   };
   try {
     // Rounds alternate between the paths, so a slow moment of the machine does not land on one path's rounds only.
     for (let round = 0; round < ROUNDS; round++) {
       for (const p of paths) {
+        await quiet(paths);
         process.stderr.write(`round ${round + 1}/${ROUNDS}: ${p.name}…\n`);
         if (wanted('down') || wanted('cpu')) {
           const cpu0 = p.pid === undefined ? undefined : await treeCpuSeconds(p.pid);
@@ -431,9 +451,16 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 300)); // websockify's child for the session exits
           if (p.pid !== undefined && cpu0 !== undefined) add('cpu', p, ((await treeCpuSeconds(p.pid)) - cpu0) * (1024 * MiB / BULK_BYTES));
         }
-        if (wanted('up')) add('up', p, await up(p));
+        if (wanted('up')) {
+          await quiet(paths);
+          const upCpu0 = p.pid === undefined ? 0 : await treeCpuSeconds(p.pid);
+          const t0 = performance.now();
+          add('up', p, await up(p));
+          if (process.env.BENCH_VERBOSE && p.pid !== undefined) process.stderr.write(`  ${p.name} up: proxy busy ${(((await treeCpuSeconds(p.pid)) - upCpu0) / ((performance.now() - t0) / 1000) * 100).toFixed(0)}% of a CPU\n`);
+        }
         if (wanted('setups')) add('setups', p, await setups(p));
         if (wanted('p50') || wanted('p99')) {
+          await quiet(paths);
           const rtt = await roundTrips(p);
           add('p50', p, rtt.p50);
           add('p99', p, rtt.p99);
