@@ -8,13 +8,15 @@
  *   key to the client; a proxy unmasks it like any other, the same work), and the payload is
  *   written as it is, header and payload in one writev, no copy.
  * - Receives by parsing frame headers across reads and passing payload slices on, never joining.
- * Only what the benchmark needs: binary data frames, close; no fragmentation, no extensions.
+ * Only what the benchmarks need: binary data frames, pings answered, close; no fragmentation, no extensions.
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { Conn } from './common.js';
 
 const ZERO_MASK = Buffer.alloc(4);
+/** An empty masked pong: what a keepalive needs (the proxy checks that one arrives, not its payload). */
+const PONG = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
 
 /** The header of a masked binary frame with the zero key. */
 function frameHeader(length: number): Buffer {
@@ -74,6 +76,8 @@ export async function leanConn(url: string, origin: string): Promise<Conn> {
         s.destroy();
         return;
       }
+      // A ping (the proxy's keepalive) gets a pong, or the console is dropped as a dead browser.
+      if (opcode === 9) s.write(PONG);
     }
   };
   s.on('data', (d: Buffer) => {

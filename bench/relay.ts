@@ -15,13 +15,14 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
 import { BENCH_LIMITS, stopChild, treeCpuSeconds, treePssBytes, wsConn, type Conn } from './common.js';
 import { leanConn } from './lean-client.js';
+import { consoleServer, GREETING, listen } from './console-server.js';
 
 const MiB = 1024 * 1024;
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * MiB;
@@ -41,7 +42,6 @@ const ONLY = new Set((process.env.BENCH_ONLY ?? '').split(',').filter(Boolean));
 const CLIENT = process.env.BENCH_CLIENT === 'ws' ? 'ws' : 'lean';
 const wsOpen = (url: string, origin: string) => (CLIENT === 'ws' ? wsConn(url, origin) : leanConn(url, origin));
 const PATHS = new Set((process.env.BENCH_PATHS ?? 'raw,websockify,porthole').split(','));
-const GREETING = Buffer.from('RFB 003.008\n');
 /**
  * Where a user's proxy runs it has its cores to itself: the browser and the VM are on other
  * machines. On a small machine the client, the stand-in VM and the proxy would share the cores and
@@ -60,52 +60,6 @@ function proxyCommand(command: string, args: readonly string[]): [string, string
 }
 
 const NOTES = new Set<string>();
-
-/** The stand-in VNC server: greeting, then the first byte from the client chooses what it does. */
-function consoleServer(s: Socket): void {
-  s.setNoDelay(true);
-  s.on('error', () => s.destroy());
-  s.write(GREETING);
-  const chunk = Buffer.alloc(CHUNK_BYTES, 0x42);
-  let mode: 'wait' | 'count' | 'echo' | 'hold' = 'wait';
-  let header = Buffer.alloc(0);
-  let want = 0;
-  let got = 0;
-  const count = (n: number) => {
-    got += n;
-    if (got >= want && want > 0) {
-      want = 0;
-      s.write(Buffer.from([1]));
-    }
-  };
-  s.on('data', (d: Buffer) => {
-    if (mode === 'count') return count(d.length);
-    if (mode === 'echo') return void s.write(d);
-    if (mode === 'hold') return undefined;
-    header = Buffer.concat([header, d]);
-    const command = String.fromCharCode(header[0] as number);
-    if (command === 'F') {
-      mode = 'hold';
-      const pump = () => { while (!s.destroyed) if (!s.write(chunk)) { s.once('drain', pump); return; } };
-      pump();
-    } else if (command === 'C') {
-      if (header.length < 5) return undefined;
-      mode = 'count';
-      want = header.readUInt32BE(1);
-      count(header.length - 5);
-    } else if (command === 'E') {
-      mode = 'echo';
-      if (header.length > 1) s.write(header.subarray(1));
-    } else mode = 'hold';
-    return undefined;
-  });
-}
-
-async function listen(handler: (s: Socket) => void): Promise<Server> {
-  const server = createServer({ noDelay: true }, handler);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return server;
-}
 
 interface Targets {
   readonly port: number;
@@ -384,7 +338,7 @@ async function spawnTargets(): Promise<Targets> {
 
 async function runTargets(): Promise<void> {
   const sockets = new Set<Socket>();
-  const server = await listen((s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); consoleServer(s); });
+  const server = await listen((s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); consoleServer(s, CHUNK_BYTES); });
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
   process.once('SIGTERM', () => { for (const s of sockets) s.destroy(); server.close(() => process.exit(0)); });
 }
