@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Conn } from './common.js';
 
 const ZERO_MASK = Buffer.alloc(4);
@@ -35,10 +36,23 @@ function frameHeader(length: number): Buffer {
   return h;
 }
 
-export async function leanConn(url: string, origin: string): Promise<Conn> {
+export interface LeanTls {
+  /** For wss:// URLs: CA, and a session to resume. */
+  readonly options: ConnectionOptions;
+  /** Sessions (TLS 1.3 tickets) the server hands out, for the next connection to resume. */
+  readonly onSession?: (session: Buffer) => void;
+  /** Whether the handshake resumed a session. */
+  readonly onSecure?: (resumed: boolean) => void;
+}
+
+export async function leanConn(url: string, origin: string, tls?: LeanTls): Promise<Conn> {
   const u = new URL(url);
-  const s: Socket = connect({ host: u.hostname, port: Number(u.port), noDelay: true });
-  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+  const s: Socket = u.protocol === 'wss:'
+    ? tlsConnect({ host: u.hostname, port: Number(u.port), ...tls?.options })
+    : connect({ host: u.hostname, port: Number(u.port), noDelay: true });
+  if (tls?.onSession !== undefined) s.on('session', tls.onSession);
+  await new Promise<void>((resolve, reject) => { s.once(u.protocol === 'wss:' ? 'secureConnect' : 'connect', resolve); s.once('error', reject); });
+  if (tls?.onSecure !== undefined) tls.onSecure((s as TLSSocket).isSessionReused());
   s.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nOrigin: ${origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n`);
   let sink: ((d: Buffer) => void) | undefined;

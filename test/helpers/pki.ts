@@ -9,8 +9,8 @@ export interface TestPki {
   readonly caCert: string;
   readonly serverCert: string;
   readonly serverKey: string;
-  /** Issue a fresh server key + certificate into `certFile`/`keyFile` (a renewal); `san` overrides the subjectAltName. */
-  issueServer(certFile: string, keyFile: string, san?: string): void;
+  /** Issue a fresh server key + certificate into `certFile`/`keyFile` (a renewal); `san` overrides the subjectAltName; `key` RSA 2048 (default) or ECDSA P-256. */
+  issueServer(certFile: string, keyFile: string, san?: string, key?: 'rsa' | 'ec'): void;
   /** Issue a client key + certificate (extendedKeyUsage clientAuth), for mutual TLS. */
   issueClient(certFile: string, keyFile: string): void;
 }
@@ -21,8 +21,8 @@ export function makeTestPki(): TestPki {
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=porthole test CA', '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
-  const issueServer = (certFile: string, keyFile: string, san?: string) => {
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', keyFile, '-out', 'server.csr');
+  const issueServer = (certFile: string, keyFile: string, san?: string, key: 'rsa' | 'ec' = 'rsa') => {
+    ssl('req', ...(key === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048']), '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', keyFile, '-out', 'server.csr');
     let ext = 'ext.cnf';
     if (san !== undefined) {
       ext = 'ext-custom.cnf';
