@@ -398,10 +398,7 @@ async function main(): Promise<void> {
         process.stderr.write(`round ${round + 1}/${ROUNDS}: ${p.name}…\n`);
         if (wanted('down') || wanted('cpu')) {
           const cpu0 = p.pid === undefined ? undefined : await treeCpuSeconds(p.pid);
-          const faults = async () => (p.pid === undefined ? 0 : Number((await readFile(`/proc/${p.pid}/stat`, 'utf8')).split(') ')[1]?.split(' ')[7] ?? 0));
-          const f0 = await faults();
           add('down', p, await down(p));
-          if (process.env.BENCH_VERBOSE) process.stderr.write(`  ${p.name} down: ${(await faults()) - f0} minor page faults in the proxy's main process\n`);
           await new Promise((r) => setTimeout(r, 300)); // websockify's child for the session exits
           if (p.pid !== undefined && cpu0 !== undefined) add('cpu', p, ((await treeCpuSeconds(p.pid)) - cpu0) * (1024 * MiB / BULK_BYTES));
         }

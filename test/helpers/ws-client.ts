@@ -57,6 +57,13 @@ export async function openConsole(url: string, options: OpenOptions = {}): Promi
   });
 }
 
+/** Open a console and wait for the VNC server's first bytes; the WebSocket stays open. */
+export async function openVncConsole(url: string, origin: string): Promise<WebSocket> {
+  const ws = new WebSocket(url, ['binary'], { origin });
+  await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
+  return ws;
+}
+
 /** Open a console and run an RFB 3.8 exchange up to the security types list. */
 export async function rfbSecurityTypes(url: string, origin?: string): Promise<{ version: string; types: number[] }> {
   const ws = new WebSocket(url, ['binary'], origin ? { origin } : {});
@@ -89,40 +96,9 @@ export async function rfbSecurityTypes(url: string, origin?: string): Promise<{ 
 
 /** Browser-side RFB 3.8 up to ServerInit, choosing None. Returns the framebuffer size. */
 export async function handshakeToServerInit(url: string, origin: string): Promise<{ width: number; height: number }> {
-  const ws = new WebSocket(url, ['binary'], { origin });
-  let buf = Buffer.alloc(0);
-  const steps: Array<[number, (b: Buffer) => Buffer | undefined]> = [
-    [12, () => Buffer.from('RFB 003.008\n')],
-    [2, (b) => { assert.deepEqual([...b], [1, 1], 'the proxy offers exactly one type: None'); return Buffer.from([1]); }],
-    [4, (b) => { assert.equal(b.readUInt32BE(0), 0); return Buffer.from([1]); }],
-  ];
-  try {
-    return await new Promise((resolve, reject) => {
-      ws.on('error', reject);
-      ws.on('close', (code, reason) => reject(new Error(`closed ${code} ${String(reason)}`)));
-      ws.on('message', (data: Buffer) => {
-        buf = Buffer.concat([buf, data]);
-        try {
-          for (;;) {
-            const step = steps[0];
-            if (step === undefined) {
-              if (buf.length >= 4) resolve({ width: buf.readUInt16BE(0), height: buf.readUInt16BE(2) });
-              return;
-            }
-            if (buf.length < step[0]) return;
-            const reply = step[1](buf.subarray(0, step[0]));
-            buf = buf.subarray(step[0]);
-            steps.shift();
-            if (reply) ws.send(reply);
-          }
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-    });
-  } finally {
-    ws.terminate();
-  }
+  const viewer = await openRfbViewer(url, origin);
+  viewer.ws.terminate();
+  return { width: viewer.width, height: viewer.height };
 }
 
 export interface RfbViewer {

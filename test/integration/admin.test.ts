@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { sessionsTable } from '../../src/cli/commands/sessions.js';
 import { launchChromium } from '../helpers/browser.js';
@@ -17,12 +16,8 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 import { runTempDir } from '../helpers/run.js';
+import { openVncConsole } from '../helpers/ws-client.js';
 
-async function openVnc(url: string, origin: string): Promise<WebSocket> {
-  const ws = new WebSocket(url, ['binary'], { origin });
-  await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
-  return ws;
-}
 
 describe('sessions across nodes and the /admin page', () => {
   let vm: DemoVm;
@@ -56,8 +51,8 @@ describe('sessions across nodes and the /admin page', () => {
   };
 
   test('porthole sessions --peers lists both nodes\' consoles; an unreachable node is named (exit 1) and the rest still shown; --close finds the node', async () => {
-    const onA = await openVnc(`${a.wsUrl}?token=${(await mintOn(a, 'alice')).token}`, a.proxyUrl);
-    const onB = await openVnc(`${b.wsUrl}?token=${(await mintOn(b, 'bob')).token}`, b.proxyUrl);
+    const onA = await openVncConsole(`${a.wsUrl}?token=${(await mintOn(a, 'alice')).token}`, a.proxyUrl);
+    const onB = await openVncConsole(`${b.wsUrl}?token=${(await mintOn(b, 'bob')).token}`, b.proxyUrl);
     try {
       const peers = `${a.apiUrl},${b.apiUrl}`;
       const listed = await runCli(['sessions', '--peers', peers, '--api-key-file', keyFile, '--json']);

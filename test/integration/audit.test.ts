@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
 import type { DemoVm } from '../../src/demo/qemu-demo.js';
 import { BIN, waitForOutput } from '../helpers/cli.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -17,7 +16,7 @@ import { freePort } from '../helpers/net.js';
 import { startQemuVnc } from '../helpers/qemu.js';
 import { runTempDir } from '../helpers/run.js';
 import { startRsyslog, type Rsyslog } from '../helpers/services.js';
-import { openConsole } from '../helpers/ws-client.js';
+import { openConsole, openVncConsole } from '../helpers/ws-client.js';
 
 type Line = Record<string, unknown>;
 const readLines = async (file: string): Promise<Line[]> =>
@@ -34,11 +33,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 /** Open a console and wait for the VNC server's first bytes. */
-async function openVnc(url: string, origin: string): Promise<WebSocket> {
-  const ws = new WebSocket(url, ['binary'], { origin });
-  await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
-  return ws;
-}
 
 describe('audit events', () => {
   let vm: DemoVm;
@@ -74,13 +68,13 @@ describe('audit events', () => {
         return `${gw.wsUrl}?token=${res.body.token as string}`;
       };
       // 1: opened and closed by the viewer
-      const first = await openVnc(await mint(), gw.proxyUrl);
+      const first = await openVncConsole(await mint(), gw.proxyUrl);
       first.close(1000);
       // 2: a guessed token, refused
       const refused = await openConsole(`${gw.wsUrl}?token=${'x'.repeat(40)}`, { origin: gw.proxyUrl });
       assert.equal(refused.closeCode, 4002);
       // 3: killed by an administrator by session id
-      const second = await openVnc(await mint(), gw.proxyUrl);
+      const second = await openVncConsole(await mint(), gw.proxyUrl);
       const closedSecond = new Promise<number>((r) => second.once('close', (code) => r(code)));
       const listed = (await gw.api('GET', '/v1/sessions', undefined, key)).body;
       assert.equal(listed.node, 'node-a');
@@ -88,7 +82,7 @@ describe('audit events', () => {
       assert.equal((await gw.api('DELETE', `/v1/sessions/${session?.id ?? ''}`, undefined, key)).status, 204);
       assert.equal(await closedSecond, 4030);
       // 4: every console of the instance, then the tokens revoked
-      const third = await openVnc(await mint(), gw.proxyUrl);
+      const third = await openVncConsole(await mint(), gw.proxyUrl);
       const closedThird = new Promise<number>((r) => third.once('close', (code) => r(code)));
       const killed = await gw.api('DELETE', '/v1/instances/vm/sessions', undefined, key);
       assert.deepEqual(killed.body, { instance: 'vm', closed: 1 });
@@ -175,11 +169,11 @@ describe('audit events', () => {
         return `ws://127.0.0.1:${proxyPort}/websockify?token=${((await res.json()) as { token: string }).token}`;
       };
       const origin = `http://127.0.0.1:${proxyPort}`;
-      const a = await openVnc(await mint(), origin);
+      const a = await openVncConsole(await mint(), origin);
       await rename(file, `${file}.1`); // logrotate
       server.kill('SIGHUP');
       await until(`the reopened file (server log: ${stderr})`, async () => (await stat(file).catch(() => undefined)) === undefined ? undefined : true);
-      const b = await openVnc(await mint(), origin);
+      const b = await openVncConsole(await mint(), origin);
       const closes = [a, b].map((ws) => new Promise<number>((r) => ws.once('close', (code) => r(code))));
       server.kill('SIGTERM');
       assert.deepEqual(await Promise.all(closes), [1001, 1001]);
