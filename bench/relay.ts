@@ -110,7 +110,7 @@ async function portholePath(targets: Targets, dir: string): Promise<Path> {
   await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\n` +
     `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[cache]\nbackend = memory\n` +
     `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
-  const child = spawn(...proxyCommand(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), process.env.BENCH_PORTHOLE_BIN ?? 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')]), { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(...proxyCommand(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), process.env.BENCH_PORTHOLE_BIN ?? 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')]), { stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'ignore'] });
   await waitForPort(apiPort, child, 'porthole');
   const key = (await readFile(join(dir, 'state', 'api-key'), 'utf8')).trim();
   const res = await fetch(`http://127.0.0.1:${apiPort}/v1/consoles`, {

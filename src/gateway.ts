@@ -37,6 +37,7 @@ import type { UpstreamTls } from './protocols/upstream-tls.js';
 import { createTokenSource, createTokenStore } from './tokens/create-store.js';
 import { currentOpenFilesLimit, fdLimitWarning } from './ops/fd-limit.js';
 import { storeFingerprint, type TokenSource, type TokenStore, type TokenStoreClock } from './tokens/store.js';
+import { loadUnmask } from './protocols/client-frames.js';
 import { novncRoot, packageDirOf, packageRoot } from './web/assets.js';
 import { ADMIN_HEADERS, PLAYBACK_HEADERS, StaticSite } from './web/static-site.js';
 
@@ -237,12 +238,15 @@ export class Gateway {
     this.#proxyOnly = opts.proxyOnly !== undefined;
     const config = parts.config;
     const connect = opts.connect ?? defaultConnect;
+    // Browser frames on relaying consoles are read by the relay's own reader (protocols/client-frames.ts).
+    const unmask = loadUnmask();
     const handlers = new Map<ConsoleProtocol, ProtocolHandler>([['vnc', new VncHandler({
       connect,
       authSchemes: config.vnc.auth_schemes.every((s) => s === 'none') ? undefined : config.vnc.auth_schemes,
       upstreamTls: () => this.#upstreamTls,
       wsHighWaterBytes: opts.wsHighWaterBytes,
       maxBytesPerSecond: config.console.max_bandwidth,
+      unmask,
     })]]);
     const serial = config.serial_console;
     if (serial.enabled) {
@@ -251,7 +255,7 @@ export class Gateway {
     const spice = config.spice;
     if (spice.enabled) {
       const spiceTls = parts.spiceTls;
-      handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes, maxBytesPerSecond: config.console.max_bandwidth, tls: spiceTls === undefined ? undefined : () => spiceTls }));
+      handlers.set('spice', new SpiceHandler({ connect, wsHighWaterBytes: opts.wsHighWaterBytes, maxBytesPerSecond: config.console.max_bandwidth, unmask, tls: spiceTls === undefined ? undefined : () => spiceTls }));
     }
     this.#handlers = handlers;
     // The console proxy also takes serial tokens, for /serial.html; in nova mode it is exactly

@@ -5,6 +5,9 @@
  * - the VNC side is read with `onread` into one reusable buffer per session, bypassing the Readable
  *   stream machinery and the 64 KiB allocation Node makes for every read; the buffer is replaced
  *   only when ws had to queue a chunk (the queued chunk still points into it);
+ * - the browser side is parsed by {@link ClientFrameReader} once relaying starts (see
+ *   client-frames.ts: ws's Receiver would copy every frame that spans two reads), payload unmasked
+ *   in place and written to the VNC socket as it arrives; ws keeps control frames, text and errors;
  * - handlers are bound once, send options are one frozen object, and pausing uses ws's own
  *   pause()/resume() and one flush callback.
  * View-only filtering, recording taps and bandwidth caps take their own branch off this path, so a
@@ -14,6 +17,7 @@
  */
 import type { OnReadOpts, Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
+import { takeOverClientFrames, type ClientFramesTakeover, type Unmask } from './client-frames.js';
 
 /**
  * Bytes queued towards the browser before the VNC side is paused. With one read buffer on top,
@@ -60,6 +64,11 @@ export interface RelayOptions {
   readonly tap?: RelayTap | undefined;
   /** `[console] max_bandwidth`: bytes per second each way; 0 or absent: no cap. */
   readonly maxBytesPerSecond?: number | undefined;
+  /**
+   * Unmasks browser frames for the relay's own frame reader (client-frames.ts `loadUnmask()`);
+   * absent: browser bytes arrive through ws's 'message' events.
+   */
+  readonly unmask?: Unmask | undefined;
 }
 
 /**
@@ -116,6 +125,10 @@ export class Relay {
   #upTimer: NodeJS.Timeout | undefined;
   /** Reading from the browser paused because the server's TCP buffer is full (until 'drain'). */
   #wsPausedForDrain = false;
+  readonly #unmask: Unmask | undefined;
+  #takeover: ClientFramesTakeover | undefined;
+  /** A takeover attempt is queued for after ws's Receiver finishes the current read. */
+  #takeoverQueued = false;
 
   /** Pass to net.connect({ onread }) when creating the VNC-side socket. */
   readonly onread: OnReadOpts;
@@ -131,6 +144,7 @@ export class Relay {
     const cap = options.maxBytesPerSecond ?? 0;
     this.#downRate = cap > 0 ? new ByteRate(cap) : undefined;
     this.#upRate = cap > 0 ? new ByteRate(cap) : undefined;
+    this.#unmask = options.unmask;
     this.onread = { buffer: this.#nextReadBuffer, callback: this.#onServerRead };
   }
 
@@ -155,8 +169,33 @@ export class Relay {
     this.#ws.on('message', this.#onClientMessage);
     tcp.on('drain', this.#onServerDrain);
     if (reads === 'data') tcp.on('data', this.#onServerData);
+    this.#takeOverClientFrames();
     this.#ws.resume();
     tcp.resume();
+  }
+
+  /** Whether browser frames are read by the relay's own reader (not ws's Receiver). */
+  get readsClientFrames(): boolean {
+    return this.#takeover?.active === true;
+  }
+
+  #takeOverClientFrames(): void {
+    if (this.#unmask === undefined || this.#takeover?.active === true || !this.#running) return;
+    this.#takeover = takeOverClientFrames(this.#ws, this.#clientPayloadSink, this.#unmask);
+  }
+
+  /**
+   * ws's Receiver was inside a frame when relaying started, so the takeover waits: a 'message' is
+   * emitted from inside the Receiver's loop, and once that read is parsed (next tick, before any
+   * other I/O) it may be between messages.
+   */
+  #queueTakeover(): void {
+    if (this.#takeoverQueued || this.#unmask === undefined || this.#takeover?.active === true) return;
+    this.#takeoverQueued = true;
+    process.nextTick(() => {
+      this.#takeoverQueued = false;
+      this.#takeOverClientFrames();
+    });
   }
 
   /** Browser messages that arrived before relaying started (kept by the session), in order, with the usual backpressure. */
@@ -170,6 +209,8 @@ export class Relay {
     clearTimeout(this.#downTimer);
     clearTimeout(this.#upTimer);
     this.#ws.off('message', this.#onClientMessage);
+    this.#takeover?.release();
+    this.#takeover = undefined;
     this.#tcp?.off('drain', this.#onServerDrain);
     this.#tcp?.off('data', this.#onServerData);
   }
@@ -182,7 +223,18 @@ export class Relay {
       this.#onProtocolError();
       return;
     }
-    const chunk = data as Buffer; // binaryType 'nodebuffer': always one Buffer
+    if (this.#running && this.#takeover?.active !== true) this.#queueTakeover();
+    this.#onClientBytes(data as Buffer); // binaryType 'nodebuffer': always one Buffer
+  };
+
+  /** Where the relay's frame reader puts browser payload; its read buffer is reused once the VNC socket holds none of it. */
+  readonly #clientPayloadSink = {
+    payload: (chunk: Buffer): void => this.#onClientBytes(chunk),
+    released: (): boolean => this.#clientFilter === undefined && (this.#tcp?.writableLength ?? 0) === 0,
+  };
+
+  /** Browser → VNC server bytes, from a ws message or straight from the relay's frame reader. */
+  readonly #onClientBytes = (chunk: Buffer): void => {
     if (this.#clientFilter !== undefined || this.#tap !== undefined || this.#upRate !== undefined) {
       this.#toServerSlow(chunk);
       return;

@@ -12,6 +12,7 @@ import { isPortholeError, PortholeError } from '../../errors.js';
 import { Relay } from '../relay.js';
 import { upstreamSocketError } from '../upstream-error.js';
 import { describeTlsError, startUpstreamTls, type UpstreamTls } from '../upstream-tls.js';
+import type { Unmask } from '../client-frames.js';
 import {
   checkClientTicket, clientTicketBytes, linkResultError, parseClientLink, parseServerReply, proxyTicket, readLinkMessage, type ClientLink,
 } from './link.js';
@@ -27,6 +28,8 @@ export interface SpiceHandlerOptions {
   readonly wsHighWaterBytes?: number | undefined;
   /** `[console] max_bandwidth`, per channel connection; 0: none. */
   readonly maxBytesPerSecond?: number | undefined;
+  /** Unmasks browser frames for the relay's own frame reader (protocols/client-frames.ts); absent: ws parses them. */
+  readonly unmask?: Unmask | undefined;
   /** TLS towards SPICE servers' tlsPort (`[spice] ca_certs`), for the channels QEMU secures; absent: those are refused. */
   readonly tls?: (() => UpstreamTls | undefined) | undefined;
 }
@@ -77,6 +80,7 @@ class SpiceChannel implements ConsoleAttachment {
       ...(options.wsHighWaterBytes === undefined ? {} : { wsHighWaterBytes: options.wsHighWaterBytes }),
       onProtocolError: () => link.fail(new PortholeError('PH_ERR_PROTOCOL', 'the browser sent a text frame; SPICE channels take binary frames only')),
       maxBytesPerSecond: options.maxBytesPerSecond,
+      unmask: options.unmask,
     });
     const tcp = options.connect({ host, port, onread: this.#relay.onread });
     this.#tcp = tcp;

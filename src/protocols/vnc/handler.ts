@@ -14,6 +14,7 @@ import { upstreamSocketError } from '../upstream-error.js';
 import { ClientHandshake, ServerHandshake, type AuthScheme } from './handshake.js';
 import { ViewOnlyFilter } from './view-only-filter.js';
 import { describeTlsError, startUpstreamTls, type UpstreamTls } from '../upstream-tls.js';
+import type { Unmask } from '../client-frames.js';
 
 export interface VncHandlerOptions {
   readonly connect: ConnectFn;
@@ -24,6 +25,8 @@ export interface VncHandlerOptions {
   readonly wsHighWaterBytes?: number | undefined;
   /** `[console] max_bandwidth`: bytes per second each way per session; 0: none. */
   readonly maxBytesPerSecond?: number | undefined;
+  /** Unmasks browser frames for the relay's own frame reader (protocols/client-frames.ts); absent: ws parses them. */
+  readonly unmask?: Unmask | undefined;
 }
 
 export class VncHandler implements ProtocolHandler {
@@ -75,6 +78,7 @@ class VncConnection implements ConsoleAttachment {
       onFilterError: (err) => link.fail(err as PortholeError),
       tap: link.recorder,
       maxBytesPerSecond: options.maxBytesPerSecond,
+      unmask: options.unmask,
     });
     const tcp = options.connect({ host: info.host, port: info.port, onread: this.#relay.onread });
     this.#tcp = tcp;
@@ -247,6 +251,7 @@ class VncConnection implements ConsoleAttachment {
       this.#tls.removeAllListeners('data');
       this.#relay.start(this.#tls, 'data');
     }
+    link.logger.debug({ browserFrames: this.#relay.readsClientFrames ? 'relay' : 'ws' }, 'relaying');
     if (leftover !== undefined) {
       this.#relay.bytesToClient += leftover.length;
       link.recorder?.toClient(leftover);
