@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, stopChild, treeCpuSeconds, treePssBytes, wsConn, type Conn } from './common.js';
+import { BENCH_LIMITS, settleGc, stopChild, treeCpuSeconds, treePssBytes, wsConn, type Conn } from './common.js';
 import { leanConn } from './lean-client.js';
 import { consoleServer, GREETING, listen } from './console-server.js';
 
@@ -70,6 +70,8 @@ interface Targets {
 interface Path {
   readonly name: string;
   readonly pid?: number;
+  /** A Node proxy's inspector port, to settle its GC before memory is read. */
+  readonly inspectPort?: number;
   open(): Promise<Conn>;
   close(): Promise<void>;
 }
@@ -106,11 +108,12 @@ async function freePort(): Promise<number> {
 async function portholePath(targets: Targets, dir: string): Promise<Path> {
   const proxyPort = await freePort();
   const apiPort = await freePort();
+  const inspectPort = await freePort();
   await writeFile(join(dir, 'inventory.ini'), `[console]\nhost = 127.0.0.1\nport = ${targets.port}\n`);
   await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\n` +
     `novncproxy_port = ${proxyPort}\nnovncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[cache]\nbackend = memory\n` +
     `[api]\nport = ${apiPort}\n[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
-  const child = spawn(...proxyCommand(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), process.env.BENCH_PORTHOLE_BIN ?? 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')]), { stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'ignore'] });
+  const child = spawn(...proxyCommand(process.execPath, [`--inspect=127.0.0.1:${inspectPort}`, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), process.env.BENCH_PORTHOLE_BIN ?? 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')]), { stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'ignore'] });
   await waitForPort(apiPort, child, 'porthole');
   const key = (await readFile(join(dir, 'state', 'api-key'), 'utf8')).trim();
   const res = await fetch(`http://127.0.0.1:${apiPort}/v1/consoles`, {
@@ -119,6 +122,7 @@ async function portholePath(targets: Targets, dir: string): Promise<Path> {
   const { token } = (await res.json()) as { token: string };
   return {
     name: 'porthole',
+    inspectPort,
     ...(child.pid === undefined ? {} : { pid: child.pid }),
     open: () => wsOpen(`ws://127.0.0.1:${proxyPort}/websockify?token=${token}`, `http://127.0.0.1:${proxyPort}`),
     close: () => stopChild(child),
@@ -268,10 +272,12 @@ async function roundTrips(path: Path): Promise<{ p50: number; p99: number }> {
 async function idleMemory(path: Path): Promise<number | undefined> {
   if (path.pid === undefined) return undefined;
   await new Promise((r) => setTimeout(r, 500));
+  if (path.inspectPort !== undefined) await settleGc(path.inspectPort);
   const before = await treePssBytes(path.pid);
   const conns: Conn[] = [];
   for (let i = 0; i < IDLE_SESSIONS; i++) conns.push((await openConsole(path)).c);
   await new Promise((r) => setTimeout(r, 1000));
+  if (path.inspectPort !== undefined) await settleGc(path.inspectPort);
   const after = await treePssBytes(path.pid);
   for (const c of conns) c.destroy();
   await new Promise((r) => setTimeout(r, 1000));

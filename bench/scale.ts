@@ -17,7 +17,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, stopChild, treePssBytes, type Conn } from './common.js';
+import { BENCH_LIMITS, settleGc, stopChild, treePssBytes, type Conn } from './common.js';
 import { consoleServer, GREETING, listen } from './console-server.js';
 import { leanConn } from './lean-client.js';
 
@@ -54,11 +54,12 @@ async function main(): Promise<void> {
   const targetPort = await new Promise<number>((resolve) => targets.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   const proxyPort = await freePort();
   const apiPort = await freePort();
+  const inspectPort = await freePort();
   await writeFile(join(dir, 'inventory.ini'), `[console]\nhost = 127.0.0.1\nport = ${targetPort}\n`);
   await writeFile(join(dir, 'porthole.conf'), `[DEFAULT]\nstate_path = ${dir}/state\n[vnc]\nnovncproxy_host = 127.0.0.1\nnovncproxy_port = ${proxyPort}\n` +
     `novncproxy_base_url = http://127.0.0.1:${proxyPort}/vnc_lite.html\n[cache]\nbackend = memory\n[api]\nport = ${apiPort}\n` +
     `[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}`);
-  const proxy = spawn('prlimit', ['--nofile=20000:20000', process.execPath, 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const proxy = spawn('prlimit', ['--nofile=20000:20000', process.execPath, `--inspect=127.0.0.1:${inspectPort}`, 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
   const conns: Conn[] = [];
   try {
     await waitForPort(apiPort, proxy, 'porthole');
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
     };
 
     await sleep(3000);
+    await settleGc(inspectPort);
     const empty = await treePssBytes(pid);
     const emptySetups = await setups(3);
     await sleep(2000);
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
         for (const b of batch) conns.push(b.c);
       }
       await sleep(3000);
+      await settleGc(inspectPort);
       const pss = await treePssBytes(pid);
       lines.push(`| ${level} idle consoles | ${((pss - empty) / MiB).toFixed(1)} MiB over the empty process | ${((pss - empty) / level / 1024).toFixed(1)} KiB per console | ${((pss - previous.pss) / (level - previous.n) / 1024).toFixed(1)} KiB per console added since ${previous.n} |`);
       previous = { n: level, pss };
