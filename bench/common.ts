@@ -11,6 +11,7 @@ import WebSocket, { type ClientOptions } from 'ws';
 export const BENCH_LIMITS = 'max_sessions = 0\nmax_sessions_per_instance = 0\nmax_failed_tokens = 0\n';
 
 export interface Conn {
+  /** `fn` gets each chunk received; it is valid only during the call (clients reuse their read buffer). */
   onData(fn: (d: Buffer) => void): void;
   /** `written`: called once the bytes were handed to the kernel (for backpressure without polling). */
   send(d: Buffer, written?: () => void): void;

@@ -9,11 +9,12 @@
  *   unmasking for it, which no browser's traffic would let a proxy do. A large payload sent again
  *   (the bulk rows send one buffer over and over) is masked once and its masked copy reused, so
  *   the client pays nothing per message; header and payload go in one writev.
- * - Receives by parsing frame headers across reads and passing payload slices on, never joining.
+ * - Receives into one reusable 256 KiB buffer (plain sockets), parsing frame headers across reads
+ *   and passing payload slices on, never joining; a slice is valid only during the callback.
  * Only what the benchmarks need: binary data frames, pings answered, close; no fragmentation, no extensions.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Conn } from './common.js';
 
@@ -54,6 +55,27 @@ function masked(payload: Buffer, key: Buffer): Buffer {
   return out;
 }
 
+/** The plain socket's read buffer (reused for every read) once the connection streams; FIRST_READ_BUFFER_BYTES before. */
+export const READ_BUFFER_BYTES = 256 * 1024;
+const FIRST_READ_BUFFER_BYTES = 4096;
+
+/**
+ * `onread` options for net.connect: every read into one reusable buffer, `onChunk` gets a slice
+ * valid during the call. The buffer is small until a read fills it (the connection streams), so a
+ * connection that only sets up (the setups row) costs no 256 KiB allocation.
+ */
+export function reusableReads(onChunk: (d: Buffer) => void): OnReadOpts {
+  let readBuffer = Buffer.allocUnsafe(FIRST_READ_BUFFER_BYTES);
+  return {
+    buffer: () => readBuffer,
+    callback: (n, buf) => {
+      onChunk((buf as Buffer).subarray(0, n));
+      if (n === buf.length && readBuffer.length < READ_BUFFER_BYTES) readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      return true;
+    },
+  };
+}
+
 /** Payloads at least this large are masked once per connection and the masked copy reused. */
 const REUSED_PAYLOAD_BYTES = 1024;
 
@@ -68,9 +90,16 @@ export interface LeanTls {
 
 export async function leanConn(url: string, origin: string, tls?: LeanTls): Promise<Conn> {
   const u = new URL(url);
+  let onChunk: (d: Buffer) => void = () => {};
+  // Plain sockets read into one reusable buffer (`onread`), as a browser's network stack reads
+  // large chunks natively; tls.connect has no `onread`, so wss reads 'data' events.
   const s: Socket = u.protocol === 'wss:'
     ? tlsConnect({ host: u.hostname, port: Number(u.port), ...tls?.options })
-    : connect({ host: u.hostname, port: Number(u.port), noDelay: true });
+    : connect({
+      host: u.hostname, port: Number(u.port), noDelay: true,
+      onread: reusableReads((d) => onChunk(d)),
+    });
+  if (u.protocol === 'wss:') s.on('data', (d: Buffer) => onChunk(d));
   if (tls?.onSession !== undefined) s.on('session', tls.onSession);
   await new Promise<void>((resolve, reject) => { s.once(u.protocol === 'wss:' ? 'secureConnect' : 'connect', resolve); s.once('error', reject); });
   if (tls?.onSecure !== undefined) tls.onSecure((s as TLSSocket).isSessionReused());
@@ -78,7 +107,7 @@ export async function leanConn(url: string, origin: string, tls?: LeanTls): Prom
     `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n`);
   let sink: ((d: Buffer) => void) | undefined;
   let early: Buffer[] = [];
-  const deliver = (d: Buffer) => { if (sink) sink(d); else early.push(d); };
+  const deliver = (d: Buffer) => { if (sink) sink(d); else early.push(Buffer.from(d)); }; // a copy: the read buffer is reused
   // Frame parser state: a header split across reads (at most 10 bytes: server frames are unmasked), payload left in this frame.
   let header = Buffer.alloc(0);
   let left = 0;
@@ -115,7 +144,7 @@ export async function leanConn(url: string, origin: string, tls?: LeanTls): Prom
       if (opcode === 9) s.write(PONG);
     }
   };
-  s.on('data', (d: Buffer) => {
+  onChunk = (d: Buffer) => {
     if (upgraded) return onFrames(d);
     http = Buffer.concat([http, d]);
     const end = http.indexOf('\r\n\r\n');
@@ -127,7 +156,7 @@ export async function leanConn(url: string, origin: string, tls?: LeanTls): Prom
     opened();
     if (rest.length > 0) onFrames(rest);
     return undefined;
-  });
+  };
   let opened: () => void = () => {};
   await new Promise<void>((resolve, reject) => {
     opened = resolve;
