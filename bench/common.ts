@@ -207,20 +207,25 @@ export async function treePssBytes(pid: number): Promise<number> {
  * (Chrome DevTools protocol, HeapProfiler.collectGarbage), so memory is measured with GC settled
  * rather than with whatever garbage the last allocations left. Loopback only.
  */
-export async function settleGc(inspectPort: number, times = 3): Promise<void> {
+export async function settleGc(inspectPort: number, times = 3): Promise<{ heapUsedBytes: number }> {
   const list = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
   const url = list[0]?.webSocketDebuggerUrl;
   if (url === undefined) throw new Error(`no inspector target on port ${inspectPort}`);
   const ws = new WebSocket(url);
   await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  const call = (id: number, method: string) => new Promise<Record<string, unknown>>((resolve) => {
+    ws.on('message', (d: Buffer) => {
+      const answer = JSON.parse(d.toString()) as { id?: number; result?: Record<string, unknown> };
+      if (answer.id === id) resolve(answer.result ?? {});
+    });
+    ws.send(JSON.stringify({ id, method }));
+  });
   try {
-    for (let id = 1; id <= times; id++) {
-      const done = new Promise<void>((resolve) => ws.on('message', (d: Buffer) => { if ((JSON.parse(d.toString()) as { id?: number }).id === id) resolve(); }));
-      ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
-      await done;
-    }
+    for (let id = 1; id <= times; id++) await call(id, 'HeapProfiler.collectGarbage');
+    const usage = await call(times + 1, 'Runtime.getHeapUsage');
+    await new Promise((r) => setTimeout(r, 200)); // let freed pages be returned
+    return { heapUsedBytes: Number(usage.usedSize ?? NaN) };
   } finally {
     ws.close();
   }
-  await new Promise((r) => setTimeout(r, 200)); // let freed pages be returned
 }

@@ -125,7 +125,7 @@ async function main(): Promise<void> {
     };
 
     await sleep(3000);
-    await settleGc(inspectPort);
+    const emptyHeap = (await settleGc(inspectPort)).heapUsedBytes;
     const empty = await treePssBytes(pid);
     const emptySetups = await setups(3);
     await sleep(2000);
@@ -137,9 +137,9 @@ async function main(): Promise<void> {
         for (const b of batch) conns.push(b.c);
       }
       await sleep(3000);
-      await settleGc(inspectPort);
+      const heap = (await settleGc(inspectPort)).heapUsedBytes;
       const pss = await treePssBytes(pid);
-      lines.push(`| ${level} idle consoles | ${((pss - empty) / MiB).toFixed(1)} MiB over the empty process | ${((pss - empty) / level / 1024).toFixed(1)} KiB per console | ${((pss - previous.pss) / (level - previous.n) / 1024).toFixed(1)} KiB per console added since ${previous.n} |`);
+      lines.push(`| ${level} idle consoles | ${((pss - empty) / MiB).toFixed(1)} MiB over the empty process | ${((pss - empty) / level / 1024).toFixed(1)} KiB per console (JS heap ${((heap - emptyHeap) / level / 1024).toFixed(1)}) | ${((pss - previous.pss) / (level - previous.n) / 1024).toFixed(1)} KiB per console added since ${previous.n} |`);
       previous = { n: level, pss };
       process.stderr.write(`${lines[lines.length - 1] ?? ''}\n`);
     }

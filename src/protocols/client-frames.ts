@@ -66,14 +66,17 @@ export class ClientFrameReader {
   readonly #sink: ClientFrameSink;
   readonly #unmask: Unmask;
   #state: ReaderState = 'header';
-  readonly #header = Buffer.alloc(MAX_HEADER_BYTES);
+  // Scratch space from Node's shared pool (allocUnsafe of a few bytes: no ArrayBuffer of its own),
+  // and the control frame's only once one arrives: every relaying console has a reader, and at
+  // 8,000 idle consoles each of those ArrayBuffers is memory (scale benchmark).
+  readonly #header = Buffer.allocUnsafe(MAX_HEADER_BYTES);
   #headerBytes = 0;
-  readonly #control = Buffer.alloc(MAX_CONTROL_FRAME_BYTES);
+  #control: Buffer | undefined;
   #controlBytes = 0;
   #controlNeeded = 0;
-  readonly #mask = Buffer.alloc(4);
+  readonly #mask = Buffer.allocUnsafe(4);
   /** The mask rotated for a payload slice that starts at a key index other than 0. */
-  readonly #rotated = Buffer.alloc(4);
+  readonly #rotated = Buffer.allocUnsafe(4);
   #payloadLeft = 0;
   #payloadAt = 0;
   #fin = false;
@@ -162,6 +165,7 @@ export class ClientFrameReader {
     if (isControl) {
       this.#state = 'control';
       this.#controlNeeded = 6 + len7;
+      this.#control ??= Buffer.allocUnsafe(MAX_CONTROL_FRAME_BYTES);
       this.#header.copy(this.#control, 0, 0, 2);
       this.#controlBytes = 2;
       this.#headerBytes = 0;
@@ -191,13 +195,14 @@ export class ClientFrameReader {
   }
 
   #takeControl(chunk: Buffer, at: number): number {
+    const control = this.#control as Buffer;
     const n = Math.min(this.#controlNeeded - this.#controlBytes, chunk.length - at);
-    chunk.copy(this.#control, this.#controlBytes, at, at + n);
+    chunk.copy(control, this.#controlBytes, at, at + n);
     this.#controlBytes += n;
     if (this.#controlBytes === this.#controlNeeded) {
       this.#state = 'header';
       // A copy: ws may keep what it is given (a ping's payload goes back out in the pong).
-      this.#sink.control(Buffer.from(this.#control.subarray(0, this.#controlBytes)));
+      this.#sink.control(Buffer.from(control.subarray(0, this.#controlBytes)));
     }
     return at + n;
   }
