@@ -32,6 +32,13 @@ async function rawUpgrade(gw: TestGateway, token: string): Promise<{ socket: Soc
   return { socket, received: () => buf.subarray(start) };
 }
 
+/** A VNC-server stand-in that echoes, keeping what it got in `echoed`. */
+async function echoServer(echoed: Buffer[]): Promise<Server> {
+  const echo = createServer((s) => { s.on('error', () => s.destroy()); s.on('data', (d) => { echoed.push(d); s.write(d); }); });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  return echo;
+}
+
 describe('hostile WebSocket frames', () => {
   let echo: Server;
   let gw: TestGateway;
@@ -39,8 +46,7 @@ describe('hostile WebSocket frames', () => {
   const echoed: Buffer[] = [];
 
   before(async () => {
-    echo = createServer((s) => { s.on('error', () => s.destroy()); s.on('data', (d) => { echoed.push(d); s.write(d); }); });
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echo = await echoServer(echoed);
     gw = await startTestGateway({ ini: '[cache]\nbackend = memory\n', builtin: [{ name: 'echo', host: '127.0.0.1', port: (echo.address() as AddressInfo).port, protocol: 'vnc' }] });
     token = (await gw.mint('echo')).body.token as string;
   });
@@ -125,8 +131,7 @@ describe('browser frames while relaying (the relay reads them itself)', () => {
   const echoed: Buffer[] = [];
 
   before(async () => {
-    echo = createServer((s) => { s.on('error', () => s.destroy()); s.on('data', (d) => { echoed.push(d); s.write(d); }); });
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echo = await echoServer(echoed);
     gw = await startTestGateway({
       ini: '[cache]\nbackend = memory\n[console]\nmax_message_size = 65536\n', debug: true,
       builtin: [{ name: 'echo', host: '127.0.0.1', port: (echo.address() as AddressInfo).port, protocol: 'vnc' }],
