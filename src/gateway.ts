@@ -311,7 +311,9 @@ export class Gateway {
         enforceSessionTimeout: parts.config.consoleauth.enforce_session_timeout,
         handshakeTimeoutMs: parts.config.console.handshake_timeout * 1000,
         maxFailedTokens: parts.config.console.max_failed_tokens,
-        tokenRecheckMs: parts.config.console.token_recheck_interval * 1000,
+        // The memory store lives in this process only, so every revoke of its tokens comes through
+        // this node's API, which closes the consoles at once (closeInstances): nothing to re-check.
+        tokenRecheckMs: parts.tokens.backend === 'memory' ? 0 : parts.config.console.token_recheck_interval * 1000,
       },
     });
   }

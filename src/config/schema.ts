@@ -292,7 +292,7 @@ export const SCHEMA = {
     max_failed_tokens: option(intIn(0, 100_000), 20,
       'Unknown tokens (guesses) per source address per minute before further upgrades get HTTP 429 (0: no limit). Revoked and expired tokens do not count.'),
     token_recheck_interval: option(intIn(0, 3600), 5,
-      'Seconds between re-checks of every open console\'s token in the store, so a revoke on another node closes it (4004); 0: only the node that got the revoke closes its consoles.'),
+      'Seconds between re-checks of every open console\'s token in the store, so a revoke on another node closes it (4004); 0: only the node that got the revoke closes its consoles. Not done with the memory store, which no other node shares.'),
     shutdown_grace_period: option(intIn(0, 86400), 10,
       'On SIGTERM, seconds open consoles may keep running before they are closed with 1001.'),
     max_bandwidth: option(parseSize, 0,

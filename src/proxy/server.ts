@@ -32,6 +32,7 @@ import { TUNNEL_CLIENT_HEADER, type ConsoleProtocol, type ConsoleType } from '..
 import { ConsoleSession, type SessionAuth } from './session.js';
 import { SocketClient } from './socket-client.js';
 import { isGuess, passUpgradeGate, type UpgradeGateDeps } from './upgrade-gate.js';
+import { sweepInSlices } from './sweep.js';
 
 /** One address the proxy listens on, and which consoles it serves there. */
 export interface ProxyListener {
@@ -139,6 +140,7 @@ export class ConsoleProxy {
   #limitsTimer: NodeJS.Timeout | undefined;
   #recheckTimer: NodeJS.Timeout | undefined;
   #rechecking = false;
+  #heartbeating = false;
   readonly #limits: ProxyLimits;
   readonly #failures: FailureLimiter;
   readonly #allowedOrigins: readonly AllowedOrigin[];
@@ -210,9 +212,7 @@ export class ConsoleProxy {
   async listen(): Promise<AddressInfo[]> {
     const addresses: AddressInfo[] = [];
     for (const [i, server] of this.#servers.entries()) addresses.push(await this.#listenOne(server, this.#options.listeners[i] as ProxyListener));
-    this.#heartbeat = setInterval(() => {
-      for (const s of this.#sessions) s.heartbeat();
-    }, this.#options.pingIntervalMs);
+    this.#heartbeat = setInterval(() => void this.#sweepHeartbeat(), this.#options.pingIntervalMs);
     this.#heartbeat.unref();
     if (this.#limits.idleTimeoutMs > 0 || this.#limits.enforceSessionTimeout) {
       this.#limitsTimer = setInterval(() => {
@@ -262,21 +262,37 @@ export class ConsoleProxy {
   }
 
   /**
+   * Ping every console (and drop those that missed the last ping), 256 every 10 ms (8,000 consoles:
+   * spread over 0.3 s), so the pongs come back spread too: see sweep.ts. The walk keeps its order
+   * from one sweep to the next, so each console still has a whole interval to answer.
+   */
+  async #sweepHeartbeat(): Promise<void> {
+    if (this.#heartbeating) return;
+    this.#heartbeating = true;
+    try {
+      await sweepInSlices(this.#sessions, (s) => s.heartbeat(), { sliceSize: 32, pauseMs: 1 });
+    } finally {
+      this.#heartbeating = false;
+    }
+  }
+
+  /**
    * Revocation on other nodes: re-validate every open console's token, one look-up at a time (a
-   * gentle, steady load on the store). A store outage keeps consoles open; only "revoked" closes.
+   * gentle, steady load on the store), in slices (see sweep.ts). A store outage keeps consoles
+   * open; only "revoked" closes.
    */
   async #recheckTokens(): Promise<void> {
     if (this.#rechecking) return;
     this.#rechecking = true;
     try {
-      for (const s of [...this.#sessions]) {
-        if (s.state !== 'relaying') continue;
+      await sweepInSlices(this.#sessions, async (s) => {
+        if (s.state !== 'relaying') return;
         const lookup = await this.#options.store.validate(s.token).catch((err: unknown) => {
           this.#logger.debug({ err: (err as Error).message }, 'token re-check skipped: store unavailable');
           return undefined;
         });
         if (lookup?.status === 'revoked') s.fail(new PortholeError('PH_ERR_TOKEN_REVOKED', 'the instance\'s consoles were revoked'));
-      }
+      });
     } finally {
       this.#rechecking = false;
     }
@@ -475,11 +491,10 @@ export class ConsoleProxy {
     const token = extractToken(req.url ?? '/', req.headers.cookie);
     const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
     const remote = this.#clientAddress(req);
-    const logger = this.#logger.child({
-      sessionId: id,
-      token: token === undefined ? undefined : tokenLogId(token),
-      remote,
-    });
+    // What every line about this connection carries. The session makes its one child logger of
+    // it (a pino child per console costs its own hidden classes: fewer is less memory at 8,000).
+    const logBindings = { sessionId: id, token: token === undefined ? undefined : tokenLogId(token), remote };
+    const logger = this.#logger;
     // A SPICE console's channels come with one token from one browser: one console.
     const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
     const verdict = await passUpgradeGate(this.#gateDeps(listener, req, groupOf), token, remote);
@@ -488,11 +503,11 @@ export class ConsoleProxy {
       const { error } = verdict;
       this.#options.events?.refused({ stage: verdict.stage, code: error.code, remote, instance: verdict.info?.instance, protocol: verdict.info?.protocol, who: verdict.info?.who });
       if (verdict.stage === 'failure-limit') {
-        logger.info({ code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
+        logger.info({ ...logBindings, code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       } else if (verdict.stage === 'origin') {
-        logger.info({ code: error.code, origin: req.headers.origin, host: req.headers.host }, error.message);
+        logger.info({ ...logBindings, code: error.code, origin: req.headers.origin, host: req.headers.host }, error.message);
       } else {
-        logger[error.httpStatus < 500 ? 'info' : 'error']({ code: error.code }, `console refused: ${error.message}`);
+        logger[error.httpStatus < 500 ? 'info' : 'error']({ ...logBindings, code: error.code }, `console refused: ${error.message}`);
       }
       if (verdict.beforeUpgrade) {
         abortHandshake(socket, error.httpStatus, error.code, error.message);
@@ -510,13 +525,15 @@ export class ConsoleProxy {
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       // Not paused while the VNC side connects: reading is what notices a browser that leaves
       // (the session keeps early messages, bounded, and delivers them first).
-      this.#startSession({ id, ws, token: token as string, logger, remote, group: groupOf(accepted.connectInfo) }, accepted);
+      this.#startSession({ id, ws, token: token as string, logBindings, remote, group: groupOf(accepted.connectInfo) }, accepted);
     });
   }
 
-  #startSession(client: { id: string; ws: WebSocket; token: string; logger: Logger; remote: string; group: string | undefined }, accepted: SessionAuth & { ok: true }): void {
+  #startSession(client: { id: string; ws: WebSocket; token: string; logBindings: Record<string, unknown>; remote: string; group: string | undefined }, accepted: SessionAuth & { ok: true }): void {
     const session = new ConsoleSession({
       ...client,
+      instance: accepted.connectInfo.instance,
+      logger: this.#logger,
       handler: this.#options.handlers.get(accepted.connectInfo.protocol) as ProtocolHandler,
       connectTimeoutMs: this.#options.connectTimeoutMs,
       onClosed: (s) => {
@@ -559,19 +576,19 @@ export class ConsoleProxy {
     const token = host === '' ? undefined : tokenFromHost(host);
     const id = `${this.#idPrefix}-${(this.#nextId++).toString(36)}`;
     const remote = this.#clientAddress(req);
-    const logger = this.#logger.child({ sessionId: id, token: token === undefined ? undefined : tokenLogId(token), remote, via: 'CONNECT' });
+    const logBindings = { sessionId: id, token: token === undefined ? undefined : tokenLogId(token), remote, via: 'CONNECT' };
     const endpoint: ProxyListener = { ...listener, name: `the native console endpoint (HTTP CONNECT) of ${listener.name}`, consoleTypes: ['native'] };
     const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
     const verdict = await passUpgradeGate(this.#gateDeps(endpoint, req, groupOf), token, remote);
     if (!verdict.ok) {
       this.#options.events?.refused({ stage: verdict.stage, code: verdict.error.code, remote, instance: verdict.info?.instance, protocol: verdict.info?.protocol, who: verdict.info?.who });
-      logger[verdict.error.httpStatus < 500 ? 'info' : 'error']({ code: verdict.error.code }, `native console refused: ${verdict.error.message}`);
+      this.#logger[verdict.error.httpStatus < 500 ? 'info' : 'error']({ ...logBindings, code: verdict.error.code }, `native console refused: ${verdict.error.message}`);
       refuse(verdict.error);
       return;
     }
     socket.write('HTTP/1.0 200 OK\r\n\r\n');
     const client = new SocketClient(socket as Socket, head);
-    this.#startSession({ id, ws: client.asWebSocket(), token: token as string, logger, remote, group: groupOf(verdict.auth.connectInfo) }, verdict.auth);
+    this.#startSession({ id, ws: client.asWebSocket(), token: token as string, logBindings, remote, group: groupOf(verdict.auth.connectInfo) }, verdict.auth);
   }
 
   /**

@@ -36,7 +36,12 @@ export interface ConsoleSessionOptions {
   readonly ws: WebSocket;
   /** The console token, for re-checks in the store (revocation on other nodes). Never logged. */
   readonly token: string;
+  /** The token's instance, known from construction so the session registry can index it. */
+  readonly instance?: string | undefined;
+  /** The proxy's logger; the session logs through one child of it with `logBindings` and the console's own. */
   readonly logger: Logger;
+  /** What every line about this connection carries (session id, token log id, remote address). */
+  readonly logBindings?: Record<string, unknown> | undefined;
   /** The browser's address (after trusted forwarded headers), for the session list. */
   readonly remote: string;
   /** The server side, chosen by the token's protocol. */
@@ -96,8 +101,10 @@ export class ConsoleSession implements RegisteredSession {
   constructor(options: ConsoleSessionOptions) {
     this.id = options.id;
     this.#ws = options.ws;
+    // Replaced in begin() (called right after construction) by the session's one child logger.
     this.#logger = options.logger;
     this.#options = options;
+    this.#instance = options.instance;
     this.#ws.on('pong', () => { this.#alive = true; });
     this.#ws.on('error', (err) => this.#onClientError(err));
     this.#ws.on('close', (code: number) => this.#onClientClosed(code));
@@ -160,7 +167,9 @@ export class ConsoleSession implements RegisteredSession {
 
   /** Start with the outcome of the token check (done before the upgrade was accepted). */
   begin(auth: SessionAuth): void {
+    const bindings = this.#options.logBindings ?? {};
     if (!auth.ok) {
+      this.#logger = this.#options.logger.child(bindings);
       this.fail(auth.error);
       return;
     }
@@ -171,7 +180,7 @@ export class ConsoleSession implements RegisteredSession {
     this.#expiresAt = auth.expiresAt ?? Infinity;
     this.#who = info.who;
     this.#viewOnly = info.viewOnly === true;
-    this.#logger = this.#logger.child({ instance: info.instance, ...(info.who === undefined ? {} : { who: info.who }), ...(this.#viewOnly ? { viewOnly: true } : {}) });
+    this.#logger = this.#options.logger.child({ ...bindings, instance: info.instance, ...(info.who === undefined ? {} : { who: info.who }), ...(this.#viewOnly ? { viewOnly: true } : {}) });
     const recordings = this.#options.recordings;
     if (info.record === true || this.#options.recordAll === true) {
       try {
