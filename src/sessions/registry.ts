@@ -29,6 +29,7 @@ export interface SessionInfo {
 
 export interface RegisteredSession {
   readonly id: string;
+  /** Known when the session is added; does not change after (the registry indexes it). */
   readonly instance: string | undefined;
   /** Sessions with the same group are one console (SPICE's channels): counted, listed and closed as one. */
   readonly group?: string | undefined;
@@ -41,18 +42,42 @@ export interface RegisteredSession {
 
 export class SessionRegistry<S extends RegisteredSession = RegisteredSession> implements Iterable<S> {
   readonly #sessions = new Map<string, S>();
-  /** Sessions that belong to a group (SPICE channels). */
-  #grouped = 0;
+  // Indexes, so what every upgrade asks (consoles open, this group open?, consoles of this
+  // instance) costs the same at 8,000 open as at 1: connections per console, consoles per instance.
+  // A session's instance and group are read once, at add (they do not change after).
+  readonly #connections = new Map<string, number>();
+  readonly #instanceConsoles = new Map<string, Set<string>>();
+  readonly #added = new Map<string, { key: string; instance: string | undefined }>();
 
   add(session: S): void {
+    if (this.#sessions.has(session.id)) this.remove(this.#sessions.get(session.id) as S);
+    const key = keyOf(session);
+    const instance = session.instance;
     this.#sessions.set(session.id, session);
-    if (session.group !== undefined) this.#grouped++;
+    this.#added.set(session.id, { key, instance });
+    this.#connections.set(key, (this.#connections.get(key) ?? 0) + 1);
+    if (instance !== undefined) {
+      let keys = this.#instanceConsoles.get(instance);
+      if (keys === undefined) this.#instanceConsoles.set(instance, keys = new Set());
+      keys.add(key);
+    }
   }
 
   remove(session: S): void {
     if (this.#sessions.get(session.id) !== session) return;
+    const { key, instance } = this.#added.get(session.id) as { key: string; instance: string | undefined };
     this.#sessions.delete(session.id);
-    if (session.group !== undefined) this.#grouped--;
+    this.#added.delete(session.id);
+    const left = (this.#connections.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.#connections.set(key, left);
+      return;
+    }
+    this.#connections.delete(key);
+    if (instance === undefined) return;
+    const keys = this.#instanceConsoles.get(instance);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#instanceConsoles.delete(instance);
   }
 
   /** Connections (a SPICE console's channels each count). */
@@ -62,14 +87,12 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
 
   /** Consoles: connections of one group count once. What the session limits count (every upgrade asks). */
   get consoles(): number {
-    if (this.#grouped === 0) return this.#sessions.size; // no SPICE console open: no walk over all sessions
-    return new Set([...this.#sessions.values()].map(keyOf)).size;
+    return this.#connections.size;
   }
 
   /** Is a console of this group open (its next channel is not a new console)? */
   hasGroup(group: string): boolean {
-    for (const s of this.#sessions.values()) if (s.group === group) return true;
-    return false;
+    return this.#connections.has(group);
   }
 
   find(id: string): S | undefined {
@@ -78,9 +101,7 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
 
   /** Consoles open for this instance (a group counts once). */
   countForInstance(instance: string): number {
-    const keys = new Set<string>();
-    for (const s of this.#sessions.values()) if (s.instance === instance) keys.add(keyOf(s));
-    return keys.size;
+    return this.#instanceConsoles.get(instance)?.size ?? 0;
   }
 
   /** One entry per console: a group's connections merged (the first one's id, bytes summed, `channels`). */
@@ -133,7 +154,7 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
   }
 }
 
-/** A session's console: its group, or itself. */
+/** A session's console: its group, or itself (groups are `spice:…`, never `id:…`). */
 function keyOf(s: RegisteredSession): string {
   return s.group ?? `id:${s.id}`;
 }
