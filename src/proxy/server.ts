@@ -262,8 +262,8 @@ export class ConsoleProxy {
   }
 
   /**
-   * Ping every console (and drop those that missed the last ping), 256 every 10 ms (8,000 consoles:
-   * spread over 0.3 s), so the pongs come back spread too: see sweep.ts. The walk keeps its order
+   * Ping every console (and drop those that missed the last ping), 32 a millisecond (8,000
+   * consoles: spread over ~0.3 s), so the pongs come back spread too: see sweep.ts. The walk keeps its order
    * from one sweep to the next, so each console still has a whole interval to answer.
    */
   async #sweepHeartbeat(): Promise<void> {
