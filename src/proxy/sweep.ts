@@ -2,8 +2,8 @@
  * Walks over every open console (heartbeat pings, token re-checks) in slices, giving the event loop
  * back between slices. At 8,000 consoles one synchronous walk of `ws.ping()` or of memory-store
  * look-ups (whose promises settle in the same microtask burst) held the loop for ~10 ms each time,
- * and 8,000 pongs coming back at once were another such burst: together they doubled the idle
- * event-loop lag p99 (bench/scale, proxy pinned to one CPU: 20 → 11–12 ms).
+ * and 8,000 pongs coming back at once were another such burst (bench/scale, proxy pinned to one
+ * CPU: idle event-loop p99 20 ms with both, 11–13 ms with neither).
  */
 
 export interface SweepOptions {
