@@ -123,6 +123,13 @@ async function main(): Promise<void> {
     `[static]\ninventory_file = ${dir}/inventory.ini\n[console]\nshutdown_grace_period = 0\n${BENCH_LIMITS}${(process.env.BENCH_SCALE_CONSOLE ?? '').split(';').join('\n')}\n`);
   const proxy = spawn('prlimit', ['--nofile=20000:20000', ...(PIN ? ['taskset', '-c', String(CPUS - 1)] : []), process.execPath, `--inspect=127.0.0.1:${inspectPort}`, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'bin/porthole.js', 'serve', '--config-file', join(dir, 'porthole.conf')], { stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'ignore'] });
   let holder: ReturnType<typeof spawn> | undefined;
+  // Killed (Ctrl-C, timeout): the finally below does not run, so take the children down here,
+  // or a proxy and its VMs keep running on loopback ports.
+  const onSignal = () => {
+    for (const child of [proxy, targets, idleTargets, holder]) child?.kill('SIGKILL');
+    void rm(dir, { recursive: true, force: true }).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     await waitForPort(apiPort, proxy, 'porthole');
     const pid = Number((await readFile(`/proc/${proxy.pid}/task/${proxy.pid}/children`, 'utf8').catch(() => '')).trim()) || (proxy.pid as number);
