@@ -95,6 +95,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** System (kernel) CPU seconds of a process: syscalls, the TCP stack, epoll. */
+async function kernelSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12] ?? 0) / 100;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
@@ -164,6 +170,7 @@ async function main(): Promise<void> {
       let n = 0;
       const start = Date.now();
       const idleSide = async () => (await cpuSeconds(holding.pid as number)) + (await cpuSeconds(idleTargets.pid as number));
+      const kernelBefore = await kernelSeconds(pid);
       const cpuBefore = [await cpuSeconds(pid), await cpuSeconds(targets.pid as number), process.cpuUsage(), await idleSide()] as const;
       await Promise.all(Array.from({ length: 8 }, async () => {
         while (Date.now() < deadline) {
@@ -175,7 +182,7 @@ async function main(): Promise<void> {
       const elapsed = (Date.now() - start) / 1000;
       const own = process.cpuUsage(cpuBefore[2]);
       const busy = [(await cpuSeconds(pid)) - cpuBefore[0], (await cpuSeconds(targets.pid as number)) - cpuBefore[1], (own.user + own.system) / 1e6, (await idleSide()) - cpuBefore[3]]
-        .map((cpu) => `${(cpu / elapsed * 100).toFixed(0)} %`).join(' / ');
+        .map((cpu) => `${(cpu / elapsed * 100).toFixed(0)} %`).join(' / ') + ` (proxy in the kernel ${(((await kernelSeconds(pid)) - kernelBefore) / elapsed * 100).toFixed(0)} %)`;
       return { rate: n / elapsed, busy };
     };
     const rttP99 = async (ms: number) => {
