@@ -59,11 +59,21 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
+/** /proc/PID/stat's fields after the command name: [11] utime, [12] stime, [13] cutime, [14] cstime, in USER_HZ (100). */
+async function statFields(pid: number): Promise<number[]> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+}
+
 export /** CPU seconds of a process plus its reaped children (websockify's per-connection forks). */
 async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-  return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / 100; // utime stime cutime cstime, in USER_HZ (100)
+  const f = await statFields(pid);
+  return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / 100;
+}
+
+/** System (kernel) CPU seconds of a process: syscalls, the TCP stack, epoll. */
+export async function kernelSeconds(pid: number): Promise<number> {
+  return ((await statFields(pid))[12] ?? 0) / 100;
 }
 
 const MiB = 1024 * 1024;

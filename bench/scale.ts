@@ -17,7 +17,7 @@
  * that is the empty rate), so what a process pays once is not counted per console (the cold
  * figure is printed beside it). Knobs: BENCH_SCALE_LEVELS, BENCH_PIN=0, BENCH_NODE_ARGS (extra node
  * flags for the proxy), BENCH_PROXY_STDOUT=1 (its log), BENCH_SCALE_CONSOLE (extra [console] lines,
- * `;`-separated).
+ * `;`-separated). The loaded setups round is marked on stderr, to attach a profiler to the proxy.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -25,7 +25,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, cpuSeconds, settleGc, stopChild, treePssBytes, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, kernelSeconds, settleGc, stopChild, treePssBytes, type Conn } from './common.js';
 import { consoleServer, GREETING, listen } from './console-server.js';
 import { leanConn } from './lean-client.js';
 
@@ -93,12 +93,6 @@ async function freePort(): Promise<number> {
   const { port } = srv.address() as AddressInfo;
   await new Promise((r) => srv.close(r));
   return port;
-}
-
-/** System (kernel) CPU seconds of a process: syscalls, the TCP stack, epoll. */
-async function kernelSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12] ?? 0) / 100;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

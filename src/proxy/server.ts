@@ -494,7 +494,6 @@ export class ConsoleProxy {
     // What every line about this connection carries. The session makes its one child logger of
     // it (a pino child per console costs its own hidden classes: fewer is less memory at 8,000).
     const logBindings = { sessionId: id, token: token === undefined ? undefined : tokenLogId(token), remote };
-    const logger = this.#logger;
     // A SPICE console's channels come with one token from one browser: one console.
     const groupOf = (info: ConnectInfo) => (info.protocol === 'spice' && token !== undefined ? `spice:${hashToken(token)}:${remote}` : undefined);
     const verdict = await passUpgradeGate(this.#gateDeps(listener, req, groupOf), token, remote);
@@ -503,11 +502,11 @@ export class ConsoleProxy {
       const { error } = verdict;
       this.#options.events?.refused({ stage: verdict.stage, code: error.code, remote, instance: verdict.info?.instance, protocol: verdict.info?.protocol, who: verdict.info?.who });
       if (verdict.stage === 'failure-limit') {
-        logger.info({ ...logBindings, code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
+        this.#logger.info({ ...logBindings, code: error.code }, `upgrade refused: more than ${this.#limits.maxFailedTokens} failed token attempts in a minute from ${remote}`);
       } else if (verdict.stage === 'origin') {
-        logger.info({ ...logBindings, code: error.code, origin: req.headers.origin, host: req.headers.host }, error.message);
+        this.#logger.info({ ...logBindings, code: error.code, origin: req.headers.origin, host: req.headers.host }, error.message);
       } else {
-        logger[error.httpStatus < 500 ? 'info' : 'error']({ ...logBindings, code: error.code }, `console refused: ${error.message}`);
+        this.#logger[error.httpStatus < 500 ? 'info' : 'error']({ ...logBindings, code: error.code }, `console refused: ${error.message}`);
       }
       if (verdict.beforeUpgrade) {
         abortHandshake(socket, error.httpStatus, error.code, error.message);

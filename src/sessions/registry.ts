@@ -44,17 +44,15 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
   readonly #sessions = new Map<string, S>();
   // Indexes, so what every upgrade asks (consoles open, this group open?, consoles of this
   // instance) costs the same at 8,000 open as at 1: connections per console, consoles per instance.
-  // A session's instance and group are read once, at add (they do not change after).
+  // A session's id, instance and group do not change once it is added.
   readonly #connections = new Map<string, number>();
   readonly #instanceConsoles = new Map<string, Set<string>>();
-  readonly #added = new Map<string, { key: string; instance: string | undefined }>();
 
   add(session: S): void {
     if (this.#sessions.has(session.id)) this.remove(this.#sessions.get(session.id) as S);
     const key = keyOf(session);
     const instance = session.instance;
     this.#sessions.set(session.id, session);
-    this.#added.set(session.id, { key, instance });
     this.#connections.set(key, (this.#connections.get(key) ?? 0) + 1);
     if (instance !== undefined) {
       let keys = this.#instanceConsoles.get(instance);
@@ -65,9 +63,9 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> im
 
   remove(session: S): void {
     if (this.#sessions.get(session.id) !== session) return;
-    const { key, instance } = this.#added.get(session.id) as { key: string; instance: string | undefined };
+    const key = keyOf(session);
+    const instance = session.instance;
     this.#sessions.delete(session.id);
-    this.#added.delete(session.id);
     const left = (this.#connections.get(key) ?? 1) - 1;
     if (left > 0) {
       this.#connections.set(key, left);
