@@ -76,6 +76,11 @@ export async function kernelSeconds(pid: number): Promise<number> {
   return ((await statFields(pid))[12] ?? 0) / 100;
 }
 
+/** Minor page faults of a process so far (pages the kernel mapped in, most of them zeroed first). */
+export async function minorFaults(pid: number): Promise<number> {
+  return (await statFields(pid))[7] ?? 0;
+}
+
 const MiB = 1024 * 1024;
 
 /**

@@ -27,7 +27,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForPort } from '../test/helpers/net.js';
-import { BENCH_LIMITS, cpuSeconds, kernelSeconds, settleGc, stopChild, treePssBytes, type Conn } from './common.js';
+import { BENCH_LIMITS, cpuSeconds, kernelSeconds, minorFaults, settleGc, stopChild, treePssBytes, type Conn } from './common.js';
 import { consoleServer, GREETING, listen } from './console-server.js';
 import { leanConn } from './lean-client.js';
 
@@ -170,6 +170,7 @@ async function main(): Promise<void> {
       const start = Date.now();
       const idleSide = async () => (await cpuSeconds(holding.pid as number)) + (await cpuSeconds(idleTargets.pid as number));
       const kernelBefore = await kernelSeconds(pid);
+      const faultsBefore = await minorFaults(pid);
       const cpuBefore = [await cpuSeconds(pid), await cpuSeconds(targets.pid as number), process.cpuUsage(), await idleSide()] as const;
       await Promise.all(Array.from({ length: 8 }, async () => {
         while (Date.now() < deadline) {
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
       const elapsed = (Date.now() - start) / 1000;
       const own = process.cpuUsage(cpuBefore[2]);
       const busy = [(await cpuSeconds(pid)) - cpuBefore[0], (await cpuSeconds(targets.pid as number)) - cpuBefore[1], (own.user + own.system) / 1e6, (await idleSide()) - cpuBefore[3]]
-        .map((cpu) => `${(cpu / elapsed * 100).toFixed(0)} %`).join(' / ') + ` (proxy in the kernel ${(((await kernelSeconds(pid)) - kernelBefore) / elapsed * 100).toFixed(0)} %)`;
+        .map((cpu) => `${(cpu / elapsed * 100).toFixed(0)} %`).join(' / ') + ` (proxy in the kernel ${(((await kernelSeconds(pid)) - kernelBefore) / elapsed * 100).toFixed(0)} %, ${(((await minorFaults(pid)) - faultsBefore) / n).toFixed(1)} page faults per setup)`;
       return { rate: n / elapsed, busy };
     };
     /**
